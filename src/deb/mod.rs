@@ -1,0 +1,169 @@
+//! Writes `.deb` files: an ar archive of `debian-binary`, `control.tar.*` and `data.tar.*`,
+//! in that order, every byte determined by the inputs. The data member is streamed to a
+//! temporary file while each file's md5 is taken, so memory does not grow with the payload;
+//! the small control member is built after it, in memory.
+
+pub mod compress;
+pub mod tar;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
+use std::path::Path;
+
+use md5::{Digest, Md5};
+
+use crate::error::{Error, IoContext, Result};
+use crate::layout::{FhsTree, Node, Source};
+use compress::Compression;
+use tar::TarWriter;
+
+/// How members are written.
+#[derive(Debug, Clone, Copy)]
+pub struct DebWriter {
+    pub compression: Compression,
+    pub level: u32,
+    pub threads: u32,
+    /// The one mtime of every tar and ar entry.
+    pub mtime: u64,
+}
+
+/// The finished data member and what the control member needs to know of it.
+pub struct DataMember {
+    pub file: File,
+    pub size: u64,
+    /// `(md5 hex, path)` for every regular file, in archive order.
+    pub md5sums: Vec<(String, String)>,
+}
+
+/// The control member's files besides `md5sums`.
+pub struct ControlFiles<'a> {
+    pub control: &'a str,
+    pub conffiles: &'a [String],
+    /// Maintainer scripts by name (`preinst`, `postinst`, …), installed 0755.
+    pub scripts: &'a [(String, String)],
+    /// Other control files (`templates`, …), installed 0644.
+    pub extra: &'a [(String, String)],
+}
+
+impl DebWriter {
+    pub fn member_name(&self, base: &str) -> String {
+        format!("{base}.tar.{}", self.compression.extension())
+    }
+
+    /// Streams `tree` into a compressed tar in `tmp`.
+    pub fn write_data(&self, tree: &FhsTree, tmp: File, tmp_path: &Path) -> Result<DataMember> {
+        let compressor = self
+            .compression
+            .writer(io::BufWriter::new(tmp), self.level, self.threads)
+            .at(tmp_path)?;
+        let mut tar = TarWriter::new(compressor, self.mtime);
+        tar.dir("").at(tmp_path)?;
+        let mut md5sums = Vec::new();
+        for (path, node) in &tree.entries {
+            match node {
+                Node::Dir => tar.dir(path).at(tmp_path)?,
+                Node::File(f) => {
+                    let mut hasher = Md5::new();
+                    match &f.source {
+                        Source::Staged(src) => {
+                            let file = File::open(src).at(src)?;
+                            let tee = HashingReader {
+                                inner: io::BufReader::with_capacity(1 << 20, file),
+                                hasher: &mut hasher,
+                            };
+                            tar.file(path, f.mode, f.size, tee).at(src)?;
+                        }
+                        Source::Inline(bytes) => {
+                            hasher.update(bytes);
+                            tar.file(path, f.mode, f.size, &bytes[..]).at(tmp_path)?;
+                        }
+                    }
+                    if !path.starts_with("etc/") {
+                        // Like dh_md5sums: conffiles are checked through `conffiles`.
+                        md5sums.push((hex::encode(hasher.finalize()), path.clone()));
+                    }
+                }
+            }
+        }
+        let compressor = tar.finish().at(tmp_path)?;
+        let buf = compressor.finish().at(tmp_path)?;
+        let mut file = buf.into_inner().map_err(|e| Error::Io {
+            path: tmp_path.to_owned(),
+            source: e.into_error(),
+        })?;
+        file.flush().at(tmp_path)?;
+        let size = file.stream_position().at(tmp_path)?;
+        file.rewind().at(tmp_path)?;
+        Ok(DataMember {
+            file,
+            size,
+            md5sums,
+        })
+    }
+
+    /// The compressed control member.
+    pub fn write_control(&self, files: &ControlFiles, md5sums: &[(String, String)]) -> Result<Vec<u8>> {
+        let here = Path::new("control.tar");
+        let compressor = self.compression.writer(Vec::new(), self.level, 1).at(here)?;
+        let mut tar = TarWriter::new(compressor, self.mtime);
+        tar.dir("").at(here)?;
+        let mut members: Vec<(String, u32, Vec<u8>)> = vec![
+            ("control".into(), 0o644, files.control.as_bytes().to_vec()),
+            (
+                "md5sums".into(),
+                0o644,
+                md5sums
+                    .iter()
+                    .map(|(sum, path)| format!("{sum}  {path}\n"))
+                    .collect::<String>()
+                    .into_bytes(),
+            ),
+        ];
+        if !files.conffiles.is_empty() {
+            let text: String = files.conffiles.iter().map(|c| format!("{c}\n")).collect();
+            members.push(("conffiles".into(), 0o644, text.into_bytes()));
+        }
+        for (name, text) in files.scripts {
+            members.push((name.clone(), 0o755, text.as_bytes().to_vec()));
+        }
+        for (name, text) in files.extra {
+            members.push((name.clone(), 0o644, text.as_bytes().to_vec()));
+        }
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mode, bytes) in members {
+            tar.file(&name, mode, bytes.len() as u64, &bytes[..]).at(here)?;
+        }
+        tar.finish().at(here)?.finish().at(here)
+    }
+
+    /// Writes the ar archive: `debian-binary`, control, data.
+    pub fn assemble(&self, control: &[u8], data: &mut DataMember, out: impl Write, out_path: &Path) -> Result<()> {
+        let mut ar = ::ar::Builder::new(out);
+        let mut append = |name: String, size: u64, reader: &mut dyn Read| {
+            let mut h = ::ar::Header::new(name.into_bytes(), size);
+            h.set_mtime(self.mtime);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mode(0o100644);
+            ar.append(&h, reader).at(out_path)
+        };
+        append("debian-binary".into(), 4, &mut &b"2.0\n"[..])?;
+        append(self.member_name("control"), control.len() as u64, &mut &control[..])?;
+        let size = data.size;
+        append(self.member_name("data"), size, &mut (&mut data.file).take(size))?;
+        ar.into_inner().at(out_path)?.flush().at(out_path)
+    }
+}
+
+struct HashingReader<'h, R> {
+    inner: R,
+    hasher: &'h mut Md5,
+}
+
+impl<R: Read> Read for HashingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,320 @@
+//! Downloads release assets into a content-addressed cache. The only module that touches
+//! the network. A download streams into a temporary file while it is hashed; only a file
+//! whose sha256 matches the pin is renamed into the cache, so the cache never holds an
+//! unverified byte.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256 as Hasher};
+
+use crate::artifact::{Artifact, GITHUB};
+use crate::error::{Error, IoContext, Result};
+use crate::listener::{Event, Listener};
+use crate::stack::Sha256;
+
+/// No release asset we package comes near this; a larger body is refused, not stored.
+pub const MAX_ASSET_BYTES: u64 = 1 << 30;
+
+const ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    /// Replaces `https://github.com/`: `http://`, `https://` or `file://` URL.
+    pub mirror: Option<String>,
+    pub cache_dir: PathBuf,
+    /// No network at all: only the cache and a `file://` mirror.
+    pub offline: bool,
+}
+
+/// Fetches artifacts through the cache.
+pub struct Fetcher {
+    opts: FetchOptions,
+    client: reqwest::blocking::Client,
+}
+
+/// Where the bytes of an artifact come from.
+enum Source {
+    Http(String),
+    File(PathBuf),
+}
+
+impl Fetcher {
+    pub fn new(opts: FetchOptions) -> Result<Fetcher> {
+        if let Some(m) = &opts.mirror {
+            if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://")) {
+                return Err(Error::Usage(format!(
+                    "--mirror {m}: expected an http://, https:// or file:// URL"
+                )));
+            }
+        }
+        let client = reqwest::blocking::Client::builder()
+            .user_agent(concat!("containerd-stack/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            // In the blocking client this bounds each read, so a stalled server is
+            // noticed without limiting how long a large download may take.
+            .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .build()
+            .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Fetcher { opts, client })
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.opts.cache_dir
+    }
+
+    /// The URL this artifact is fetched from, after the mirror is applied.
+    pub fn url(&self, artifact: &Artifact) -> String {
+        match &self.opts.mirror {
+            Some(m) => format!("{}/{}", m.trim_end_matches('/'), artifact.path),
+            None => format!("{GITHUB}{}", artifact.path),
+        }
+    }
+
+    /// The verified cached copy of `artifact`, downloading it if needed.
+    pub fn fetch(&self, artifact: &Artifact, listener: &dyn Listener) -> Result<PathBuf> {
+        let cached = self.cached_path(&artifact.sha256);
+        let url = self.url(artifact);
+        if cached.exists() {
+            if hash_file(&cached)? == artifact.sha256 {
+                listener.event(Event::CacheHit {
+                    name: artifact.file_name.clone(),
+                });
+                return Ok(cached);
+            }
+            // A cache entry that no longer matches its name was corrupted on disk: drop it.
+            listener.event(Event::Warning(format!(
+                "{}: cached copy is corrupt, fetching it again",
+                cached.display()
+            )));
+            fs::remove_file(&cached).at(&cached)?;
+        }
+
+        let source = match url.strip_prefix("file://") {
+            Some(path) => Source::File(PathBuf::from(percent_decode(path))),
+            None if self.opts.offline => {
+                return Err(Error::Fetch {
+                    url,
+                    message: format!(
+                        "not in the cache {} and --offline forbids the network; run once without --offline or use a file:// mirror",
+                        self.opts.cache_dir.display()
+                    ),
+                })
+            }
+            None => Source::Http(url.clone()),
+        };
+
+        let tmp_dir = self.opts.cache_dir.join("tmp");
+        fs::create_dir_all(&tmp_dir).at(&tmp_dir)?;
+        let sha_dir = self.opts.cache_dir.join("sha256");
+        fs::create_dir_all(&sha_dir).at(&sha_dir)?;
+
+        let mut last_err = None;
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(500 << attempt));
+            }
+            // The temporary file is deleted on every early return: nothing of a failed
+            // attempt stays in the cache.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".partial-")
+                .tempfile_in(&tmp_dir)
+                .at(&tmp_dir)?;
+            let outcome = match &source {
+                Source::File(path) => copy_hashing(
+                    File::open(path).at(path)?,
+                    tmp.as_file_mut(),
+                    &url,
+                    artifact,
+                    listener,
+                ),
+                Source::Http(url) => self.download(url, tmp.as_file_mut(), artifact, listener),
+            };
+            match outcome {
+                Ok(actual) if actual == artifact.sha256 => {
+                    tmp.as_file().sync_all().at(tmp.path())?;
+                    tmp.persist(&cached).map_err(|e| Error::Io {
+                        path: cached.clone(),
+                        source: e.error,
+                    })?;
+                    listener.event(Event::DownloadFinished {
+                        name: artifact.file_name.clone(),
+                    });
+                    return Ok(cached);
+                }
+                Ok(actual) => {
+                    return Err(Error::Checksum {
+                        url,
+                        expected: artifact.sha256.to_string(),
+                        actual: actual.to_string(),
+                    })
+                }
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry(e)) => last_err = Some(e),
+            }
+        }
+        Err(last_err.expect("at least one attempt ran"))
+    }
+
+    fn download(
+        &self,
+        url: &str,
+        out: &mut File,
+        artifact: &Artifact,
+        listener: &dyn Listener,
+    ) -> Result<Sha256, Attempt> {
+        let fail = |message: String| Error::Fetch {
+            url: url.to_owned(),
+            message,
+        };
+        let resp = self.client.get(url).send().map_err(|e| {
+            let e = fail(describe_reqwest(&e));
+            Attempt::Retry(e)
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let e = fail(format!("HTTP {status}"));
+            return Err(if status.is_server_error() || status.as_u16() == 429 {
+                Attempt::Retry(e)
+            } else {
+                Attempt::Final(e)
+            });
+        }
+        if let Some(len) = resp.content_length() {
+            if len > MAX_ASSET_BYTES {
+                return Err(Attempt::Final(fail(format!(
+                    "announces {len} bytes, more than the {MAX_ASSET_BYTES} an asset may have"
+                ))));
+            }
+        }
+        let final_url = resp.url().to_string();
+        listener.event(Event::DownloadStarted {
+            name: artifact.file_name.clone(),
+            total: resp.content_length(),
+        });
+        copy_hashing(resp, out, &final_url, artifact, listener).map_err(|e| match e {
+            Attempt::Final(e) | Attempt::Retry(e) => Attempt::Retry(e),
+        })
+    }
+
+    fn cached_path(&self, sha256: &Sha256) -> PathBuf {
+        self.opts.cache_dir.join("sha256").join(sha256.as_str())
+    }
+}
+
+enum Attempt {
+    /// Worth another try: the network or the server failed.
+    Retry(Error),
+    Final(Error),
+}
+
+impl From<Error> for Attempt {
+    fn from(e: Error) -> Self {
+        Attempt::Final(e)
+    }
+}
+
+fn copy_hashing(
+    mut from: impl Read,
+    out: &mut File,
+    url: &str,
+    artifact: &Artifact,
+    listener: &dyn Listener,
+) -> Result<Sha256, Attempt> {
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Attempt::Retry(Error::Fetch {
+                    url: url.to_owned(),
+                    message: format!("reading the body failed after {total} bytes: {e}"),
+                }))
+            }
+        };
+        total += n as u64;
+        if total > MAX_ASSET_BYTES {
+            return Err(Attempt::Final(Error::Fetch {
+                url: url.to_owned(),
+                message: format!("body exceeds {MAX_ASSET_BYTES} bytes; refusing it"),
+            }));
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| {
+            Attempt::Final(Error::Io {
+                path: PathBuf::from(url),
+                source: e,
+            })
+        })?;
+        listener.event(Event::DownloadProgress {
+            name: artifact.file_name.clone(),
+            bytes: total,
+        });
+    }
+    Ok(Sha256::from_digest(&hasher.finalize()))
+}
+
+/// The sha256 of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<Sha256> {
+    let mut f = File::open(path).at(path)?;
+    let mut hasher = Hasher::new();
+    io::copy(&mut f, &mut hasher).at(path)?;
+    Ok(Sha256::from_digest(&hasher.finalize()))
+}
+
+/// reqwest's Display stops at the outermost layer ("error sending request"); the cause
+/// chain says what actually happened.
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut msg = match e.status() {
+        Some(status) => format!("HTTP {status}"),
+        None if e.is_timeout() => "timed out".to_owned(),
+        None if e.is_connect() => "cannot connect".to_owned(),
+        None => "request failed".to_owned(),
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !msg.contains(&s_text) {
+            msg.push_str(": ");
+            msg.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_of_file_urls() {
+        assert_eq!(percent_decode("/a%20b/c%2"), "/a b/c%2");
+        assert_eq!(percent_decode("/plain"), "/plain");
+    }
+}

@@ -1,0 +1,22 @@
+//! containerd-stack turns pinned upstream releases of containerd, runc, the CNI plugins and
+//! crictl into reproducible Debian packages. The modules follow the pipeline:
+//! [`stack`] → [`fetch`] → [`unpack`] → [`elf`] → [`layout`] → [`render`] → [`deb`], driven
+//! by [`build`].
+
+pub mod arch;
+pub mod artifact;
+pub mod build;
+pub mod deb;
+pub mod elf;
+pub mod error;
+pub mod fetch;
+pub mod layout;
+pub mod listener;
+pub mod render;
+pub mod stack;
+pub mod unpack;
+
+pub use arch::DebArch;
+pub use build::{build, BuildOptions, BuiltDeb};
+pub use error::{Error, Result};
+pub use stack::Stack;

@@ -1,0 +1,473 @@
+//! `stack.toml`: the one input. Parsing is strict (unknown keys are errors) and everything
+//! is validated here, so the rest of the pipeline works on values that are known good.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component as PathComponent, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::DebArch;
+use crate::error::{Error, IoContext, Result};
+
+/// The four upstream projects a stack is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "&'static str")]
+pub enum ComponentKind {
+    Containerd,
+    Runc,
+    CniPlugins,
+    Crictl,
+}
+
+impl ComponentKind {
+    pub const ALL: [ComponentKind; 4] = [
+        ComponentKind::Containerd,
+        ComponentKind::Runc,
+        ComponentKind::CniPlugins,
+        ComponentKind::Crictl,
+    ];
+
+    /// The key under `[components]`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ComponentKind::Containerd => "containerd",
+            ComponentKind::Runc => "runc",
+            ComponentKind::CniPlugins => "cni-plugins",
+            ComponentKind::Crictl => "crictl",
+        }
+    }
+
+    pub fn required(self) -> bool {
+        matches!(self, ComponentKind::Containerd | ComponentKind::Runc)
+    }
+}
+
+impl From<ComponentKind> for &'static str {
+    fn from(k: ComponentKind) -> Self {
+        k.key()
+    }
+}
+
+impl fmt::Display for ComponentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+/// A lowercase hex SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Sha256(String);
+
+impl Sha256 {
+    pub fn parse(s: &str) -> Option<Sha256> {
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| Sha256(s.to_owned()))
+    }
+
+    pub fn from_digest(bytes: &[u8]) -> Sha256 {
+        Sha256(hex::encode(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One pinned upstream component.
+#[derive(Debug, Clone, Serialize)]
+pub struct Component {
+    pub kind: ComponentKind,
+    pub version: String,
+    pub sha256: BTreeMap<DebArch, Sha256>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageMeta {
+    pub name: String,
+    pub revision: String,
+    pub maintainer: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub systemd_cgroup: bool,
+    pub sandbox_image: String,
+    /// Absolute, normalised, e.g. `/opt/cni/bin`.
+    pub cni_bin_dir: String,
+}
+
+/// A validated `stack.toml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stack {
+    pub package: PackageMeta,
+    /// In [`ComponentKind::ALL`] order; optional components that were left out are absent.
+    pub components: Vec<Component>,
+    pub settings: Settings,
+}
+
+impl Stack {
+    pub fn load(path: &Path) -> Result<Stack> {
+        let text = std::fs::read_to_string(path).at(path)?;
+        Stack::parse(&text, path)
+    }
+
+    /// Parses and validates; `origin` is only used to name the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Stack> {
+        let raw: RawStack = toml::from_str(text).map_err(|e| Error::Manifest {
+            path: origin.to_owned(),
+            message: describe_toml_error(text, &e),
+        })?;
+        raw.validate(origin)
+    }
+
+    pub fn component(&self, kind: ComponentKind) -> Option<&Component> {
+        self.components.iter().find(|c| c.kind == kind)
+    }
+
+    /// containerd's version, made sortable by dpkg (`2.3.0-rc.1` becomes `2.3.0~rc.1`).
+    pub fn upstream_version(&self) -> String {
+        let containerd = self
+            .component(ComponentKind::Containerd)
+            .expect("containerd is required");
+        containerd.version.replace('-', "~")
+    }
+
+    /// The Debian package version, `<containerd version>-<revision>`.
+    pub fn deb_version(&self) -> String {
+        format!("{}-{}", self.upstream_version(), self.package.revision)
+    }
+
+    /// Architectures for which every required component is pinned.
+    pub fn pinned_arches(&self) -> Vec<DebArch> {
+        DebArch::ALL
+            .into_iter()
+            .filter(|a| {
+                self.components
+                    .iter()
+                    .filter(|c| c.kind.required())
+                    .all(|c| c.sha256.contains_key(a))
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStack {
+    package: RawPackage,
+    components: RawComponents,
+    settings: RawSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackage {
+    name: String,
+    revision: String,
+    maintainer: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponents {
+    containerd: Option<RawComponent>,
+    runc: Option<RawComponent>,
+    #[serde(rename = "cni-plugins")]
+    cni_plugins: Option<RawComponent>,
+    crictl: Option<RawComponent>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComponent {
+    version: String,
+    #[serde(default)]
+    sha256: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    systemd_cgroup: bool,
+    sandbox_image: String,
+    cni_bin_dir: String,
+}
+
+impl RawStack {
+    fn validate(self, origin: &Path) -> Result<Stack> {
+        let bad = |key: &str, message: String| Error::Manifest {
+            path: origin.to_owned(),
+            message: format!("{key}: {message}"),
+        };
+
+        let p = self.package;
+        if !is_package_name(&p.name) {
+            return Err(bad(
+                "package.name",
+                format!("{:?} is not a Debian package name (lowercase letters, digits, '+', '-', '.'; at least two characters, starting alphanumeric)", p.name),
+            ));
+        }
+        if p.revision.is_empty()
+            || !p.revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
+        {
+            return Err(bad(
+                "package.revision",
+                format!("{:?} is not a Debian revision (letters, digits, '+', '.', '~')", p.revision),
+            ));
+        }
+        if !is_maintainer(&p.maintainer) {
+            return Err(bad(
+                "package.maintainer",
+                format!("{:?} is not of the form \"Full Name <address@domain>\"", p.maintainer),
+            ));
+        }
+
+        let raw = self.components;
+        let slots = [
+            (ComponentKind::Containerd, raw.containerd),
+            (ComponentKind::Runc, raw.runc),
+            (ComponentKind::CniPlugins, raw.cni_plugins),
+            (ComponentKind::Crictl, raw.crictl),
+        ];
+        let mut components = Vec::new();
+        for (kind, slot) in slots {
+            let base = format!("components.{}", kind.key());
+            let Some(rc) = slot else {
+                if kind.required() {
+                    return Err(bad(&base, "is required but missing".into()));
+                }
+                continue;
+            };
+            if !is_upstream_version(&rc.version) {
+                return Err(bad(
+                    &format!("{base}.version"),
+                    format!("{:?} is not a release version like \"1.2.3\" (no leading 'v')", rc.version),
+                ));
+            }
+            let mut sha256 = BTreeMap::new();
+            for (arch, hash) in rc.sha256 {
+                let key = format!("{base}.sha256.{arch}");
+                let arch: DebArch = arch.parse().map_err(|e: Error| bad(&key, e.to_string()))?;
+                let hash = Sha256::parse(&hash).ok_or_else(|| {
+                    bad(
+                        &key,
+                        format!("{hash:?} is not a sha256 (64 lowercase hex digits, got {} characters)", hash.len()),
+                    )
+                })?;
+                sha256.insert(arch, hash);
+            }
+            components.push(Component {
+                kind,
+                version: rc.version,
+                sha256,
+            });
+        }
+
+        let s = self.settings;
+        if s.sandbox_image.is_empty()
+            || s.sandbox_image.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
+            return Err(bad(
+                "settings.sandbox_image",
+                format!("{:?} is not an image reference", s.sandbox_image),
+            ));
+        }
+        let cni_bin_dir = normalise_abs_dir(&s.cni_bin_dir).ok_or_else(|| {
+            bad(
+                "settings.cni_bin_dir",
+                format!("{:?} must be an absolute directory without '..', not the root", s.cni_bin_dir),
+            )
+        })?;
+
+        Ok(Stack {
+            package: PackageMeta {
+                name: p.name,
+                revision: p.revision,
+                maintainer: p.maintainer,
+            },
+            components,
+            settings: Settings {
+                systemd_cgroup: s.systemd_cgroup,
+                sandbox_image: s.sandbox_image,
+                cni_bin_dir,
+            },
+        })
+    }
+}
+
+/// One line: toml's message plus where it is, without its multi-line source excerpt.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}
+
+fn is_package_name(s: &str) -> bool {
+    s.len() >= 2
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}
+
+fn is_maintainer(s: &str) -> bool {
+    let Some((name, rest)) = s.split_once(" <") else {
+        return false;
+    };
+    let Some(addr) = rest.strip_suffix('>') else {
+        return false;
+    };
+    !name.trim().is_empty()
+        && !s.contains('\n')
+        && addr.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        && !addr.contains(['<', '>', ' '])
+}
+
+fn is_upstream_version(s: &str) -> bool {
+    let (core, pre) = match s.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (s, None),
+    };
+    let parts: Vec<_> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && pre.is_none_or(|p| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        })
+}
+
+fn normalise_abs_dir(s: &str) -> Option<String> {
+    let path = Path::new(s);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            PathComponent::RootDir | PathComponent::CurDir => {}
+            PathComponent::Normal(n) => out.push(n),
+            PathComponent::ParentDir | PathComponent::Prefix(_) => return None,
+        }
+    }
+    let out = out.to_str()?.to_owned();
+    (out != "/" && !out.contains(|c: char| c.is_whitespace() || c.is_control())).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[package]
+name = "containerd-stack"
+revision = "1"
+maintainer = "containerd-stack maintainers <maintainers@example.org>"
+
+[components.containerd]
+version = "2.3.4"
+[components.containerd.sha256]
+amd64 = "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168"
+
+[components.runc]
+version = "1.4.3"
+[components.runc.sha256]
+amd64 = "f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60"
+arm64 = "633301e2e32f8a5ad54031aab4901eb00308bec677dd15faa2751e8f9dab5ca4"
+
+[settings]
+systemd_cgroup = true
+sandbox_image = "registry.k8s.io/pause:3.10.2"
+cni_bin_dir = "/opt/cni//bin/"
+"#;
+
+    fn parse(text: &str) -> Result<Stack> {
+        Stack::parse(text, Path::new("stack.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "error is not one line: {e}");
+        e
+    }
+
+    #[test]
+    fn good_stack_parses_with_optional_components_left_out() {
+        let s = parse(GOOD).unwrap();
+        let kinds: Vec<_> = s.components.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [ComponentKind::Containerd, ComponentKind::Runc]);
+        assert_eq!(s.deb_version(), "2.3.4-1");
+        assert_eq!(s.settings.cni_bin_dir, "/opt/cni/bin");
+        // arm64 lacks a containerd pin, so only amd64 is buildable.
+        assert_eq!(s.pinned_arches(), [DebArch::Amd64]);
+    }
+
+    #[test]
+    fn prerelease_versions_sort_before_the_release() {
+        let s = parse(&GOOD.replace("\"2.3.4\"", "\"2.4.0-rc.1\"")).unwrap();
+        assert_eq!(s.deb_version(), "2.4.0~rc.1-1");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let e = err(&GOOD.replace("[settings]", "[settings]\nsandbox = \"x\""));
+        assert!(e.starts_with("stack.toml: line 21"), "{e}");
+        assert!(e.contains("unknown field `sandbox`"), "{e}");
+        let e = err(&format!("{GOOD}\n[components.buildkit]\nversion = \"0.1.0\"\n"));
+        assert!(e.contains("unknown field `buildkit`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("version = \"1.4.3\"", "version = \"v1.4.3\"", "components.runc.version"),
+            ("arm64 = \"6333", "arm64 = \"6X33", "components.runc.sha256.arm64"),
+            ("arm64 = \"6333", "ppc64le = \"6333", "components.runc.sha256.ppc64le: unknown architecture"),
+            ("revision = \"1\"", "revision = \"1-2\"", "package.revision"),
+            ("name = \"containerd-stack\"", "name = \"Containerd\"", "package.name"),
+            ("maintainers@example.org>", "maintainers>", "package.maintainer"),
+            ("/opt/cni//bin/", "opt/cni/bin", "settings.cni_bin_dir"),
+            ("/opt/cni//bin/", "/opt/../bin", "settings.cni_bin_dir"),
+            ("pause:3.10.2", "pause 3", "settings.sandbox_image"),
+        ];
+        for (from, to, key) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            assert_ne!(text, GOOD, "case {from} did not apply");
+            let e = err(&text);
+            assert!(e.starts_with(&format!("stack.toml: {key}")), "{key}: {e}");
+        }
+        let short = GOOD.replace(
+            "633301e2e32f8a5ad54031aab4901eb00308bec677dd15faa2751e8f9dab5ca4",
+            "abc",
+        );
+        assert!(err(&short).contains("got 3 characters"));
+    }
+
+    #[test]
+    fn required_components_must_be_present() {
+        let start = GOOD.find("[components.runc]").unwrap();
+        let end = GOOD.find("[settings]").unwrap();
+        let text = format!("{}{}", &GOOD[..start], &GOOD[end..]);
+        assert_eq!(err(&text), "stack.toml: components.runc: is required but missing");
+    }
+
+    #[test]
+    fn version_shapes() {
+        for ok in ["1.2.3", "2.0.0-rc.1", "10.20.30-beta2"] {
+            assert!(is_upstream_version(ok), "{ok}");
+        }
+        for bad in ["v1.2.3", "1.2", "1.2.3.4", "1.2.x", "1.2.3-", "1.2.3-a_b", ""] {
+            assert!(!is_upstream_version(bad), "{bad}");
+        }
+    }
+}

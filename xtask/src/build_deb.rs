@@ -1,0 +1,147 @@
+//! `cargo xtask build-deb`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use containerd_stack::deb::compress::Compression;
+use containerd_stack::fetch::FetchOptions;
+use containerd_stack::listener::{Event, Listener};
+use containerd_stack::{build, BuildOptions, DebArch, Stack};
+
+#[derive(Parser)]
+pub struct Args {
+    /// The stack manifest.
+    #[arg(long, default_value_os_t = repo_root().join("stack.toml"))]
+    stack: PathBuf,
+    /// Debian architecture to build for (repeatable); default: this machine's.
+    #[arg(long = "arch", value_name = "ARCH")]
+    arches: Vec<String>,
+    /// Where the .deb files go.
+    #[arg(long, default_value_os_t = repo_root().join("dist"))]
+    out: PathBuf,
+    /// Fetch `https://github.com/<path>` from `<URL>/<path>` instead (http, https, file).
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
+    /// Download cache; default: $XDG_CACHE_HOME/containerd-stack or ~/.cache/containerd-stack.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Use no network: only the cache and a file:// mirror.
+    #[arg(long)]
+    offline: bool,
+    /// xz, zstd or gzip.
+    #[arg(long, default_value = "xz")]
+    compression: String,
+    /// Compression level; default: 6 for xz, 19 for zstd, 9 for gzip.
+    #[arg(long, value_name = "N")]
+    level: Option<u32>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let stack = Stack::load(&args.stack)?;
+    let compression: Compression = args.compression.parse()?;
+    let level = compression.check_level(args.level.unwrap_or(compression.default_level()))?;
+    let arches = if args.arches.is_empty() {
+        vec![DebArch::host().context("this machine's architecture is not one upstream publishes; pass --arch")?]
+    } else {
+        args.arches.iter().map(|a| a.parse()).collect::<Result<Vec<DebArch>, _>>()?
+    };
+    let cache_dir = match args.cache {
+        Some(c) => c,
+        None => containerd_stack::build::default_cache_dir()
+            .context("no cache directory: set HOME or XDG_CACHE_HOME, or pass --cache")?,
+    };
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(
+            v.trim()
+                .parse()
+                .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
+        ),
+        _ => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let opts = BuildOptions {
+        arches,
+        out_dir: args.out,
+        fetch: FetchOptions {
+            mirror: args.mirror,
+            cache_dir,
+            offline: args.offline,
+        },
+        compression,
+        level,
+        source_date_epoch,
+        threads,
+    };
+    let listener = Terminal::new();
+    let built = build(&stack, &opts, &listener)?;
+    listener.finish();
+    if built.is_empty() {
+        bail!("nothing was built");
+    }
+    for deb in built {
+        println!("{}  {} bytes  sha256 {}", deb.path.display(), deb.size, deb.sha256);
+    }
+    Ok(())
+}
+
+/// The workspace root: xtask lives one level below it.
+pub fn repo_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Progress bars on a terminal; warnings always, on stderr.
+struct Terminal {
+    bars: Option<(indicatif::MultiProgress, Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>)>,
+}
+
+impl Terminal {
+    fn new() -> Terminal {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default())));
+        Terminal { bars }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.lock().unwrap().values() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+impl Listener for Terminal {
+    fn event(&self, event: Event) {
+        match (&self.bars, event) {
+            (_, Event::Warning(w)) => eprintln!("warning: {w}"),
+            (Some((multi, bars)), Event::DownloadStarted { name, total }) => {
+                let bar = multi.add(match total {
+                    Some(t) => indicatif::ProgressBar::new(t),
+                    None => indicatif::ProgressBar::no_length(),
+                });
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{msg:40} {bytes:>10}/{total_bytes:10} {bar:30}")
+                        .expect("valid template"),
+                );
+                bar.set_message(name.clone());
+                bars.lock().unwrap().insert(name, bar);
+            }
+            (Some((_, bars)), Event::DownloadProgress { name, bytes }) => {
+                if let Some(bar) = bars.lock().unwrap().get(&name) {
+                    bar.set_position(bytes);
+                }
+            }
+            (Some((_, bars)), Event::DownloadFinished { name }) => {
+                if let Some(bar) = bars.lock().unwrap().remove(&name) {
+                    bar.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+    }
+}
