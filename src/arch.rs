@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn go_names_differ_only_for_ppc64el() {
-        let pairs: Vec<_> = DebArch::ALL.iter().map(|a| (a.as_str(), a.go_arch())).collect();
+        let pairs: Vec<_> = DebArch::ALL
+            .iter()
+            .map(|a| (a.as_str(), a.go_arch()))
+            .collect();
         assert_eq!(
             pairs,
             [
@@ -146,7 +149,10 @@ mod tests {
             assert_eq!(a.as_str().parse::<DebArch>().unwrap(), a);
         }
         let err = "ppc64le".parse::<DebArch>().unwrap_err().to_string();
-        assert!(err.contains("Debian name for Go's ppc64le is ppc64el"), "{err}");
+        assert!(
+            err.contains("Debian name for Go's ppc64le is ppc64el"),
+            "{err}"
+        );
         assert!("i386".parse::<DebArch>().is_err());
     }
 

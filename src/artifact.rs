@@ -46,11 +46,8 @@ pub struct Artifact {
 }
 
 /// containerd-stress is a load generator, not part of a node's runtime.
-pub const CONTAINERD_PROGRAMS: &[&str] = &[
-    "bin/containerd",
-    "bin/containerd-shim-runc-v2",
-    "bin/ctr",
-];
+pub const CONTAINERD_PROGRAMS: &[&str] =
+    &["bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr"];
 
 impl Artifact {
     /// The asset of `component` for `arch`, or `None` when stack.toml pins no sha256 for it

@@ -20,6 +20,11 @@ use crate::render::{rfc2822, Renderer};
 use crate::stack::{ComponentKind, Sha256, Stack};
 use crate::unpack::{self, StagedProgram, MAX_UNPACKED_BYTES};
 
+/// Maintainer scripts, rendered from the template of the same name when there is one.
+pub const MAINTAINER_SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postrm", "config"];
+/// Other control files rendered from templates (debconf's `templates`).
+pub const CONTROL_EXTRAS: &[&str] = &["templates"];
+
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub arches: Vec<DebArch>,
@@ -52,7 +57,9 @@ pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Res
     let renderer = Renderer::new()?;
     let mut built = Vec::new();
     for &arch in &opts.arches {
-        built.push(build_arch(stack, arch, opts, &fetcher, &renderer, listener)?);
+        built.push(build_arch(
+            stack, arch, opts, &fetcher, &renderer, listener,
+        )?);
     }
     Ok(built)
 }
@@ -128,7 +135,11 @@ fn build_arch(
     };
 
     let mut tree = FhsTree::default();
-    let cni_dir = stack.settings.cni_bin_dir.trim_start_matches('/').to_owned();
+    let cni_dir = stack
+        .settings
+        .cni_bin_dir
+        .trim_start_matches('/')
+        .to_owned();
     for (kind, programs) in &staged {
         for p in programs {
             let dest = match kind {
@@ -136,7 +147,12 @@ fn build_arch(
                 ComponentKind::Runc => "usr/sbin/runc".to_owned(),
                 ComponentKind::CniPlugins => format!("{cni_dir}/{}", p.name),
             };
-            let shown = format!("{} ({}, from {})", dest, arch, artifact_name(&artifacts, *kind));
+            let shown = format!(
+                "{} ({}, from {})",
+                dest,
+                arch,
+                artifact_name(&artifacts, *kind)
+            );
             let linkage = elf::inspect(&p.path, &shown, arch)?;
             let node = tree.add_file(&dest, 0o755, Source::Staged(p.path.clone()), p.size)?;
             node.elf = Some(linkage);
@@ -151,20 +167,30 @@ fn build_arch(
         renderer.render("containerd.service", &ctx)?.into_bytes(),
     )?;
     if ctx.crictl.is_some() {
-        tree.add_inline("etc/crictl.yaml", 0o644, renderer.render("crictl.yaml", &ctx)?.into_bytes())?;
+        tree.add_inline(
+            "etc/crictl.yaml",
+            0o644,
+            renderer.render("crictl.yaml", &ctx)?.into_bytes(),
+        )?;
     }
     if ctx.cni_plugins.is_some() {
         tree.add_inline(
             "etc/cni/net.d/10-containerd-net.conflist",
             0o644,
-            renderer.render("10-containerd-net.conflist", &ctx)?.into_bytes(),
+            renderer
+                .render("10-containerd-net.conflist", &ctx)?
+                .into_bytes(),
         )?;
     }
     let dated = TemplateContext {
         date: rfc2822(mtime),
         ..ctx.clone()
     };
-    tree.add_inline(&format!("{doc}/copyright"), 0o644, renderer.render("copyright", &ctx)?.into_bytes())?;
+    tree.add_inline(
+        &format!("{doc}/copyright"),
+        0o644,
+        renderer.render("copyright", &ctx)?.into_bytes(),
+    )?;
     tree.add_inline(
         &format!("{doc}/changelog.Debian.gz"),
         0o644,
@@ -180,8 +206,16 @@ fn build_arch(
     }
 
     let mut scripts = Vec::new();
-    if !ctx.unowned_dirs.is_empty() {
-        scripts.push(("preinst".to_owned(), renderer.render("preinst", &ctx)?));
+    for name in MAINTAINER_SCRIPTS {
+        if renderer.has(name) {
+            scripts.push((name.to_string(), renderer.render(name, &ctx)?));
+        }
+    }
+    let mut extra = Vec::new();
+    for name in CONTROL_EXTRAS {
+        if renderer.has(name) {
+            extra.push((name.to_string(), renderer.render(name, &ctx)?));
+        }
     }
 
     // The control file is rendered last: Installed-Size covers the whole tree.
@@ -219,7 +253,7 @@ fn build_arch(
             control: &control,
             conffiles: &conffiles,
             scripts: &scripts,
-            extra: &[],
+            extra: &extra,
         },
         &data.md5sums,
     )?;
@@ -347,20 +381,31 @@ impl TemplateContext {
             .collect();
 
         let upstream = stack.upstream_version();
-        let mut conflicts = vec!["containerd".to_owned(), "containerd.io".to_owned(), "runc".to_owned()];
+        let mut conflicts = vec![
+            "containerd".to_owned(),
+            "containerd.io".to_owned(),
+            "runc".to_owned(),
+        ];
         let mut provides = vec![
             format!("containerd (= {upstream})"),
             format!("runc (= {})", runc.version.replace('-', "~")),
         ];
         if let Some(c) = &cni_plugins {
             conflicts.push("kubernetes-cni".into());
-            provides.push(format!("kubernetes-cni (= {})", c.version.replace('-', "~")));
+            provides.push(format!(
+                "kubernetes-cni (= {})",
+                c.version.replace('-', "~")
+            ));
         }
         if let Some(c) = &crictl {
             conflicts.push("cri-tools".into());
             provides.push(format!("cri-tools (= {})", c.version.replace('-', "~")));
         }
-        let cni_bin_dir_rel = stack.settings.cni_bin_dir.trim_start_matches('/').to_owned();
+        let cni_bin_dir_rel = stack
+            .settings
+            .cni_bin_dir
+            .trim_start_matches('/')
+            .to_owned();
         let cni_programs: Vec<String> = tree
             .files()
             .filter(|(p, _)| p.starts_with(&format!("{cni_bin_dir_rel}/")))
@@ -406,5 +451,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 /// Every directory node of a tree, for callers that list it.
 pub fn dirs(tree: &FhsTree) -> impl Iterator<Item = &str> {
-    tree.entries.iter().filter_map(|(p, n)| matches!(n, Node::Dir).then_some(p.as_str()))
+    tree.entries
+        .iter()
+        .filter_map(|(p, n)| matches!(n, Node::Dir).then_some(p.as_str()))
 }

@@ -27,6 +27,7 @@ const SONAME_PACKAGES: &[(&str, &str)] = &[
     ("ld64.so.2", "libc6"),
     ("ld64.so.1", "libc6"),
     ("ld-linux-riscv64-lp64d.so.1", "libc6"),
+    ("libgcc_s.so.1", "libgcc-s1"),
     ("libseccomp.so.2", "libseccomp2"),
     ("libapparmor.so.1", "libapparmor1"),
     ("libselinux.so.1", "libselinux1"),
@@ -72,9 +73,13 @@ pub fn inspect_bytes(bytes: &[u8], shown: &str, arch: DebArch) -> Result<Linkage
         let found = DebArch::from_elf(ident)
             .map(|a| a.to_string())
             .unwrap_or_else(|| describe_ident(ident));
-        return Err(bad(format!("built for {found}, but the package is for {arch}")));
+        return Err(bad(format!(
+            "built for {found}, but the package is for {arch}"
+        )));
     }
-    if elf.header.e_type != goblin::elf::header::ET_EXEC && elf.header.e_type != goblin::elf::header::ET_DYN {
+    if elf.header.e_type != goblin::elf::header::ET_EXEC
+        && elf.header.e_type != goblin::elf::header::ET_DYN
+    {
         return Err(bad("is an ELF file but not an executable".into()));
     }
     if elf.libraries.is_empty() && elf.interpreter.is_none() {
@@ -103,7 +108,9 @@ pub fn inspect_bytes(bytes: &[u8], shown: &str, arch: DebArch) -> Result<Linkage
 
 /// The `Depends` entries for a set of programs: one per package, `libc6` versioned by the
 /// highest glibc symbol version any of them needs.
-pub fn depends<'a>(programs: impl IntoIterator<Item = (&'a str, &'a Linkage)>) -> Result<Vec<String>> {
+pub fn depends<'a>(
+    programs: impl IntoIterator<Item = (&'a str, &'a Linkage)>,
+) -> Result<Vec<String>> {
     let mut packages: BTreeMap<&str, Option<(u32, u32)>> = BTreeMap::new();
     for (shown, linkage) in programs {
         let Linkage::Dynamic { needed, glibc } = linkage else {
@@ -176,8 +183,13 @@ mod tests {
     #[test]
     fn unknown_soname_is_named() {
         let a = dynamic(&["libc.so.6", "libfoo.so.9"], None);
-        let e = depends([("usr/bin/containerd", &a)]).unwrap_err().to_string();
-        assert!(e.starts_with("usr/bin/containerd: needs shared library libfoo.so.9"), "{e}");
+        let e = depends([("usr/bin/containerd", &a)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("usr/bin/containerd: needs shared library libfoo.so.9"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -190,6 +202,9 @@ mod tests {
     #[test]
     fn non_elf_is_refused() {
         let e = inspect_bytes(b"#!/bin/sh\necho hi\n", "usr/bin/ctr", DebArch::Amd64).unwrap_err();
-        assert_eq!(e.to_string(), "usr/bin/ctr: expected an ELF program, found something else");
+        assert_eq!(
+            e.to_string(),
+            "usr/bin/ctr: expected an ELF program, found something else"
+        );
     }
 }

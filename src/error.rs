@@ -17,7 +17,9 @@ pub enum Error {
     #[error("{url}: {message}")]
     Fetch { url: String, message: String },
 
-    #[error("{url}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded")]
+    #[error(
+        "{url}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded"
+    )]
     Checksum {
         url: String,
         expected: String,

@@ -44,7 +44,8 @@ enum Source {
 impl Fetcher {
     pub fn new(opts: FetchOptions) -> Result<Fetcher> {
         if let Some(m) = &opts.mirror {
-            if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://")) {
+            if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://"))
+            {
                 return Err(Error::Usage(format!(
                     "--mirror {m}: expected an http://, https:// or file:// URL"
                 )));

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
 use crate::elf::Linkage;
+use crate::error::{Error, Result};
 
 /// Top-level directories that exist on every Debian system but that no package owns.
 /// Shipping an entry for one would make this package its only dpkg owner, and purging it
@@ -53,7 +53,13 @@ pub struct FhsTree {
 }
 
 impl FhsTree {
-    pub fn add_file(&mut self, path: &str, mode: u32, source: Source, size: u64) -> Result<&mut FileNode> {
+    pub fn add_file(
+        &mut self,
+        path: &str,
+        mode: u32,
+        source: Source,
+        size: u64,
+    ) -> Result<&mut FileNode> {
         debug_assert!(!path.starts_with('/') && !path.contains(".."));
         let mut dir = String::new();
         for part in path.split('/').take(path.split('/').count() - 1) {
@@ -98,7 +104,8 @@ impl FhsTree {
 
     pub fn add_inline(&mut self, path: &str, mode: u32, bytes: Vec<u8>) -> Result<()> {
         let size = bytes.len() as u64;
-        self.add_file(path, mode, Source::Inline(bytes), size).map(|_| ())
+        self.add_file(path, mode, Source::Inline(bytes), size)
+            .map(|_| ())
     }
 
     pub fn files(&self) -> impl Iterator<Item = (&str, &FileNode)> {
@@ -147,10 +154,21 @@ mod tests {
     #[test]
     fn parents_are_added_except_unowned_ones() {
         let mut t = FhsTree::default();
-        t.add_inline("opt/cni/bin/bridge", 0o755, vec![0; 2049]).unwrap();
-        t.add_inline("etc/crictl.yaml", 0o644, b"x".to_vec()).unwrap();
+        t.add_inline("opt/cni/bin/bridge", 0o755, vec![0; 2049])
+            .unwrap();
+        t.add_inline("etc/crictl.yaml", 0o644, b"x".to_vec())
+            .unwrap();
         let keys: Vec<_> = t.entries.keys().cloned().collect();
-        assert_eq!(keys, ["etc", "etc/crictl.yaml", "opt/cni", "opt/cni/bin", "opt/cni/bin/bridge"]);
+        assert_eq!(
+            keys,
+            [
+                "etc",
+                "etc/crictl.yaml",
+                "opt/cni",
+                "opt/cni/bin",
+                "opt/cni/bin/bridge"
+            ]
+        );
         assert_eq!(t.conffiles(), ["/etc/crictl.yaml"]);
         // 3 dirs + 3 KiB + 1 KiB
         assert_eq!(t.installed_size_kib(), 7);

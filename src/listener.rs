@@ -7,11 +7,21 @@ use std::sync::Mutex;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A download starts; `total` is the announced size, when there is one.
-    DownloadStarted { name: String, total: Option<u64> },
-    DownloadProgress { name: String, bytes: u64 },
-    DownloadFinished { name: String },
+    DownloadStarted {
+        name: String,
+        total: Option<u64>,
+    },
+    DownloadProgress {
+        name: String,
+        bytes: u64,
+    },
+    DownloadFinished {
+        name: String,
+    },
     /// An artifact was found in the cache and its hash re-checked.
-    CacheHit { name: String },
+    CacheHit {
+        name: String,
+    },
     /// A step of the build, for verbose output.
     Step(String),
     /// Something the user should know that does not stop the build.

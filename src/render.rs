@@ -10,12 +10,30 @@ use crate::error::{Error, Result};
 /// Every template, by the name of its file in `debian-templates/` (without `.hbs`).
 pub const TEMPLATES: &[(&str, &str)] = &[
     ("control", include_str!("../debian-templates/control.hbs")),
-    ("copyright", include_str!("../debian-templates/copyright.hbs")),
-    ("changelog", include_str!("../debian-templates/changelog.hbs")),
-    ("containerd.service", include_str!("../debian-templates/containerd.service.hbs")),
-    ("crictl.yaml", include_str!("../debian-templates/crictl.yaml.hbs")),
-    ("10-containerd-net.conflist", include_str!("../debian-templates/10-containerd-net.conflist.hbs")),
-    ("lintian-overrides", include_str!("../debian-templates/lintian-overrides.hbs")),
+    (
+        "copyright",
+        include_str!("../debian-templates/copyright.hbs"),
+    ),
+    (
+        "changelog",
+        include_str!("../debian-templates/changelog.hbs"),
+    ),
+    (
+        "containerd.service",
+        include_str!("../debian-templates/containerd.service.hbs"),
+    ),
+    (
+        "crictl.yaml",
+        include_str!("../debian-templates/crictl.yaml.hbs"),
+    ),
+    (
+        "10-containerd-net.conflist",
+        include_str!("../debian-templates/10-containerd-net.conflist.hbs"),
+    ),
+    (
+        "lintian-overrides",
+        include_str!("../debian-templates/lintian-overrides.hbs"),
+    ),
     ("preinst", include_str!("../debian-templates/preinst.hbs")),
 ];
 
@@ -29,10 +47,11 @@ impl Renderer {
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
         for (name, text) in TEMPLATES {
-            hb.register_template_string(name, *text).map_err(|e| Error::Template {
-                template: format!("{name}.hbs"),
-                message: one_line(&e.to_string()),
-            })?;
+            hb.register_template_string(name, *text)
+                .map_err(|e| Error::Template {
+                    template: format!("{name}.hbs"),
+                    message: one_line(&e.to_string()),
+                })?;
         }
         Ok(Renderer { hb })
     }
@@ -42,6 +61,10 @@ impl Renderer {
             template: format!("{name}.hbs"),
             message: one_line(&e.to_string()),
         })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.hb.has_template(name)
     }
 
     /// A hash of every template's text, for build caches keyed by their inputs.
@@ -111,7 +134,10 @@ mod tests {
     #[test]
     fn strict_mode_refuses_missing_variables() {
         let r = Renderer::new().unwrap();
-        let e = r.render("crictl.yaml", &serde_json::json!({})).unwrap_err().to_string();
+        let e = r
+            .render("crictl.yaml", &serde_json::json!({}))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("template crictl.yaml.hbs:"), "{e}");
         assert!(e.contains("package"), "{e}");
     }

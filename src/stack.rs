@@ -61,8 +61,10 @@ pub struct Sha256(String);
 
 impl Sha256 {
     pub fn parse(s: &str) -> Option<Sha256> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Sha256(s.to_owned()))
+        (s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Sha256(s.to_owned()))
     }
 
     pub fn from_digest(bytes: &[u8]) -> Sha256 {
@@ -215,17 +217,26 @@ impl RawStack {
             ));
         }
         if p.revision.is_empty()
-            || !p.revision.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
+            || !p
+                .revision
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+.~".contains(&b))
         {
             return Err(bad(
                 "package.revision",
-                format!("{:?} is not a Debian revision (letters, digits, '+', '.', '~')", p.revision),
+                format!(
+                    "{:?} is not a Debian revision (letters, digits, '+', '.', '~')",
+                    p.revision
+                ),
             ));
         }
         if !is_maintainer(&p.maintainer) {
             return Err(bad(
                 "package.maintainer",
-                format!("{:?} is not of the form \"Full Name <address@domain>\"", p.maintainer),
+                format!(
+                    "{:?} is not of the form \"Full Name <address@domain>\"",
+                    p.maintainer
+                ),
             ));
         }
 
@@ -248,7 +259,10 @@ impl RawStack {
             if !is_upstream_version(&rc.version) {
                 return Err(bad(
                     &format!("{base}.version"),
-                    format!("{:?} is not a release version like \"1.2.3\" (no leading 'v')", rc.version),
+                    format!(
+                        "{:?} is not a release version like \"1.2.3\" (no leading 'v')",
+                        rc.version
+                    ),
                 ));
             }
             let mut sha256 = BTreeMap::new();
@@ -258,7 +272,10 @@ impl RawStack {
                 let hash = Sha256::parse(&hash).ok_or_else(|| {
                     bad(
                         &key,
-                        format!("{hash:?} is not a sha256 (64 lowercase hex digits, got {} characters)", hash.len()),
+                        format!(
+                            "{hash:?} is not a sha256 (64 lowercase hex digits, got {} characters)",
+                            hash.len()
+                        ),
                     )
                 })?;
                 sha256.insert(arch, hash);
@@ -272,7 +289,9 @@ impl RawStack {
 
         let s = self.settings;
         if s.sandbox_image.is_empty()
-            || s.sandbox_image.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\')
+            || s.sandbox_image
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
         {
             return Err(bad(
                 "settings.sandbox_image",
@@ -282,7 +301,10 @@ impl RawStack {
         let cni_bin_dir = normalise_abs_dir(&s.cni_bin_dir).ok_or_else(|| {
             bad(
                 "settings.cni_bin_dir",
-                format!("{:?} must be an absolute directory without '..', not the root", s.cni_bin_dir),
+                format!(
+                    "{:?} must be an absolute directory without '..', not the root",
+                    s.cni_bin_dir
+                ),
             )
         })?;
 
@@ -330,7 +352,9 @@ fn is_maintainer(s: &str) -> bool {
     };
     !name.trim().is_empty()
         && !s.contains('\n')
-        && addr.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        && addr
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
         && !addr.contains(['<', '>', ' '])
 }
 
@@ -341,7 +365,9 @@ fn is_upstream_version(s: &str) -> bool {
     };
     let parts: Vec<_> = core.split('.').collect();
     parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
         && pre.is_none_or(|p| {
             !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
         })
@@ -421,21 +447,46 @@ cni_bin_dir = "/opt/cni//bin/"
     #[test]
     fn unknown_keys_are_errors_with_a_line() {
         let e = err(&GOOD.replace("[settings]", "[settings]\nsandbox = \"x\""));
-        assert!(e.starts_with("stack.toml: line 21"), "{e}");
+        assert!(
+            e.starts_with("stack.toml: line 19: unknown field `sandbox`"),
+            "{e}"
+        );
         assert!(e.contains("unknown field `sandbox`"), "{e}");
-        let e = err(&format!("{GOOD}\n[components.buildkit]\nversion = \"0.1.0\"\n"));
+        let e = err(&format!(
+            "{GOOD}\n[components.buildkit]\nversion = \"0.1.0\"\n"
+        ));
         assert!(e.contains("unknown field `buildkit`"), "{e}");
     }
 
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            ("version = \"1.4.3\"", "version = \"v1.4.3\"", "components.runc.version"),
-            ("arm64 = \"6333", "arm64 = \"6X33", "components.runc.sha256.arm64"),
-            ("arm64 = \"6333", "ppc64le = \"6333", "components.runc.sha256.ppc64le: unknown architecture"),
+            (
+                "version = \"1.4.3\"",
+                "version = \"v1.4.3\"",
+                "components.runc.version",
+            ),
+            (
+                "arm64 = \"6333",
+                "arm64 = \"6X33",
+                "components.runc.sha256.arm64",
+            ),
+            (
+                "arm64 = \"6333",
+                "ppc64le = \"6333",
+                "components.runc.sha256.ppc64le: unknown architecture",
+            ),
             ("revision = \"1\"", "revision = \"1-2\"", "package.revision"),
-            ("name = \"containerd-stack\"", "name = \"Containerd\"", "package.name"),
-            ("maintainers@example.org>", "maintainers>", "package.maintainer"),
+            (
+                "name = \"containerd-stack\"",
+                "name = \"Containerd\"",
+                "package.name",
+            ),
+            (
+                "maintainers@example.org>",
+                "maintainers>",
+                "package.maintainer",
+            ),
             ("/opt/cni//bin/", "opt/cni/bin", "settings.cni_bin_dir"),
             ("/opt/cni//bin/", "/opt/../bin", "settings.cni_bin_dir"),
             ("pause:3.10.2", "pause 3", "settings.sandbox_image"),
@@ -458,7 +509,10 @@ cni_bin_dir = "/opt/cni//bin/"
         let start = GOOD.find("[components.runc]").unwrap();
         let end = GOOD.find("[settings]").unwrap();
         let text = format!("{}{}", &GOOD[..start], &GOOD[end..]);
-        assert_eq!(err(&text), "stack.toml: components.runc: is required but missing");
+        assert_eq!(
+            err(&text),
+            "stack.toml: components.runc: is required but missing"
+        );
     }
 
     #[test]
@@ -466,7 +520,15 @@ cni_bin_dir = "/opt/cni//bin/"
         for ok in ["1.2.3", "2.0.0-rc.1", "10.20.30-beta2"] {
             assert!(is_upstream_version(ok), "{ok}");
         }
-        for bad in ["v1.2.3", "1.2", "1.2.3.4", "1.2.x", "1.2.3-", "1.2.3-a_b", ""] {
+        for bad in [
+            "v1.2.3",
+            "1.2",
+            "1.2.3.4",
+            "1.2.x",
+            "1.2.3-",
+            "1.2.3-a_b",
+            "",
+        ] {
             assert!(!is_upstream_version(bad), "{bad}");
         }
     }

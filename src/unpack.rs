@@ -59,7 +59,13 @@ pub fn unpack(
         }
         Packing::TarGz => {
             let file = File::open(asset).at(asset)?;
-            unpack_tar_gz(file, &artifact.file_name, &artifact.pick, staging, max_bytes)
+            unpack_tar_gz(
+                file,
+                &artifact.file_name,
+                &artifact.pick,
+                staging,
+                max_bytes,
+            )
         }
     }
 }
@@ -88,23 +94,26 @@ pub fn unpack_tar_gz(
         let mut entry = entry.map_err(read_err)?;
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
-        let name = std::str::from_utf8(&raw)
-            .map_err(|_| bad(&shown, "name is not valid UTF-8".into()))?;
+        let name =
+            std::str::from_utf8(&raw).map_err(|_| bad(&shown, "name is not valid UTF-8".into()))?;
         let rel = normalise(name).ok_or_else(|| {
-            bad(name, "path is absolute or climbs out with '..'; refusing the archive".into())
+            bad(
+                name,
+                "path is absolute or climbs out with '..'; refusing the archive".into(),
+            )
         })?;
         let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            EntryType::Char | EntryType::Block | EntryType::Fifo
-        ) {
+        if matches!(kind, EntryType::Char | EntryType::Block | EntryType::Fifo) {
             return Err(bad(name, "device nodes and fifos are not allowed".into()));
         }
         if rel.as_os_str().is_empty() {
             if kind.is_dir() {
                 continue;
             }
-            return Err(bad(name, "names the archive root but is not a directory".into()));
+            return Err(bad(
+                name,
+                "names the archive root but is not a directory".into(),
+            ));
         }
         if !seen.insert(rel.clone()) && !kind.is_dir() {
             return Err(bad(name, "appears twice in the archive".into()));
@@ -144,7 +153,10 @@ pub fn unpack_tar_gz(
             continue;
         }
         if !matches!(kind, EntryType::Regular | EntryType::Continuous) {
-            return Err(bad(name, format!("expected a regular file, found {kind:?}")));
+            return Err(bad(
+                name,
+                format!("expected a regular file, found {kind:?}"),
+            ));
         }
 
         let dest = staging.join(&rel);
@@ -157,7 +169,8 @@ pub fn unpack_tar_gz(
             .open(&dest)
             .at(&dest)?;
         let mtime = entry.header().mtime().ok();
-        let size = io::copy(&mut entry, &mut out).map_err(|e| bad(name, format!("cannot unpack: {e}")))?;
+        let size =
+            io::copy(&mut entry, &mut out).map_err(|e| bad(name, format!("cannot unpack: {e}")))?;
         staged.push(StagedProgram {
             name: rel
                 .file_name()
@@ -174,7 +187,10 @@ pub fn unpack_tar_gz(
     if let Pick::Named(names) = pick {
         for wanted in *names {
             if !staged.iter().any(|s| s.entry == *wanted) {
-                return Err(bad(wanted, "expected program is missing from the archive".into()));
+                return Err(bad(
+                    wanted,
+                    "expected program is missing from the archive".into(),
+                ));
             }
         }
     }
@@ -234,7 +250,10 @@ mod tests {
 
     #[test]
     fn link_targets_resolve_inside_or_not_at_all() {
-        assert_eq!(resolve_inside(Path::new("bin"), "../lib/x").unwrap(), Path::new("lib/x"));
+        assert_eq!(
+            resolve_inside(Path::new("bin"), "../lib/x").unwrap(),
+            Path::new("lib/x")
+        );
         assert_eq!(resolve_inside(Path::new(""), "x").unwrap(), Path::new("x"));
         assert!(resolve_inside(Path::new("bin"), "../../etc/passwd").is_none());
         assert!(resolve_inside(Path::new(""), "/etc/passwd").is_none());

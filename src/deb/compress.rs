@@ -152,14 +152,18 @@ mod tests {
     use super::*;
 
     fn compress(c: Compression, threads: u32, data: &[u8]) -> Vec<u8> {
-        let mut w = c.writer(Vec::new(), c.default_level().min(9), threads).unwrap();
+        let mut w = c
+            .writer(Vec::new(), c.default_level().min(9), threads)
+            .unwrap();
         w.write_all(data).unwrap();
         w.finish().unwrap()
     }
 
     #[test]
     fn output_does_not_depend_on_thread_count_and_round_trips() {
-        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for c in [Compression::Xz, Compression::Zstd, Compression::Gzip] {
             let one = compress(c, 1, &data);
             let two = compress(c, 2, &data);

@@ -4,6 +4,7 @@
 //! the small control member is built after it, in memory.
 
 pub mod compress;
+pub mod read;
 pub mod tar;
 
 use std::fs::File;
@@ -102,9 +103,16 @@ impl DebWriter {
     }
 
     /// The compressed control member.
-    pub fn write_control(&self, files: &ControlFiles, md5sums: &[(String, String)]) -> Result<Vec<u8>> {
+    pub fn write_control(
+        &self,
+        files: &ControlFiles,
+        md5sums: &[(String, String)],
+    ) -> Result<Vec<u8>> {
         let here = Path::new("control.tar");
-        let compressor = self.compression.writer(Vec::new(), self.level, 1).at(here)?;
+        let compressor = self
+            .compression
+            .writer(Vec::new(), self.level, 1)
+            .at(here)?;
         let mut tar = TarWriter::new(compressor, self.mtime);
         tar.dir("").at(here)?;
         let mut members: Vec<(String, u32, Vec<u8>)> = vec![
@@ -131,13 +139,20 @@ impl DebWriter {
         }
         members.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mode, bytes) in members {
-            tar.file(&name, mode, bytes.len() as u64, &bytes[..]).at(here)?;
+            tar.file(&name, mode, bytes.len() as u64, &bytes[..])
+                .at(here)?;
         }
         tar.finish().at(here)?.finish().at(here)
     }
 
     /// Writes the ar archive: `debian-binary`, control, data.
-    pub fn assemble(&self, control: &[u8], data: &mut DataMember, out: impl Write, out_path: &Path) -> Result<()> {
+    pub fn assemble(
+        &self,
+        control: &[u8],
+        data: &mut DataMember,
+        out: impl Write,
+        out_path: &Path,
+    ) -> Result<()> {
         let mut ar = ::ar::Builder::new(out);
         let mut append = |name: String, size: u64, reader: &mut dyn Read| {
             let mut h = ::ar::Header::new(name.into_bytes(), size);
@@ -148,9 +163,17 @@ impl DebWriter {
             ar.append(&h, reader).at(out_path)
         };
         append("debian-binary".into(), 4, &mut &b"2.0\n"[..])?;
-        append(self.member_name("control"), control.len() as u64, &mut &control[..])?;
+        append(
+            self.member_name("control"),
+            control.len() as u64,
+            &mut &control[..],
+        )?;
         let size = data.size;
-        append(self.member_name("data"), size, &mut (&mut data.file).take(size))?;
+        append(
+            self.member_name("data"),
+            size,
+            &mut (&mut data.file).take(size),
+        )?;
         ar.into_inner().at(out_path)?.flush().at(out_path)
     }
 }

@@ -52,11 +52,18 @@ pub fn elf_program(arch: DebArch, tag: &str) -> Vec<u8> {
 
 /// A gzip'd tar of `(name, mode, bytes)` entries, names written exactly as given.
 pub fn tar_gz(entries: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     for (name, mode, bytes) in entries {
         let mut h = tar::Header::new_gnu();
         let dir = name.ends_with('/');
-        h.set_entry_type(if dir { tar::EntryType::Directory } else { tar::EntryType::Regular });
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
         h.set_mode(*mode);
         h.set_size(bytes.len() as u64);
         h.set_mtime(ENTRY_MTIME);
@@ -80,6 +87,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// A set of release assets written under `root` in GitHub's download paths.
+#[derive(Clone)]
 pub struct FakeRelease {
     pub root: PathBuf,
     pub versions: BTreeMap<ComponentKind, String>,
@@ -110,7 +118,11 @@ impl FakeRelease {
             ComponentKind::Containerd => tar_gz(&[
                 ("bin/", 0o755, vec![]),
                 ("bin/containerd", 0o755, p("containerd")),
-                ("bin/containerd-shim-runc-v2", 0o755, p("containerd-shim-runc-v2")),
+                (
+                    "bin/containerd-shim-runc-v2",
+                    0o755,
+                    p("containerd-shim-runc-v2"),
+                ),
                 ("bin/containerd-stress", 0o755, p("containerd-stress")),
                 ("bin/ctr", 0o755, p("ctr")),
             ]),
@@ -139,12 +151,22 @@ impl FakeRelease {
         let hash = sha256_hex(bytes);
         let line = format!("{hash}  {}\n", a.file_name);
         match kind {
-            ComponentKind::Containerd => fs::write(format!("{}.sha256sum", path.display()), &line).unwrap(),
-            ComponentKind::CniPlugins => fs::write(format!("{}.sha256", path.display()), &line).unwrap(),
-            ComponentKind::Crictl => fs::write(format!("{}.sha256", path.display()), format!("{hash}\n")).unwrap(),
+            ComponentKind::Containerd => {
+                fs::write(format!("{}.sha256sum", path.display()), &line).unwrap()
+            }
+            ComponentKind::CniPlugins => {
+                fs::write(format!("{}.sha256", path.display()), &line).unwrap()
+            }
+            ComponentKind::Crictl => {
+                fs::write(format!("{}.sha256", path.display()), format!("{hash}\n")).unwrap()
+            }
             ComponentKind::Runc => {
                 let sums = path.parent().unwrap().join("runc.sha256sum");
-                let mut f = fs::OpenOptions::new().create(true).append(true).open(sums).unwrap();
+                let mut f = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(sums)
+                    .unwrap();
                 f.write_all(line.as_bytes()).unwrap();
             }
         }
@@ -162,7 +184,8 @@ impl FakeRelease {
     }
 
     pub fn path_of(&self, kind: ComponentKind, arch: DebArch) -> PathBuf {
-        self.root.join(self.artifact(kind, arch, "0".repeat(64)).path)
+        self.root
+            .join(self.artifact(kind, arch, "0".repeat(64)).path)
     }
 
     /// A stack.toml pinning every asset written, for the components in `kinds`.

@@ -44,9 +44,13 @@ pub fn run(args: Args) -> Result<()> {
     let compression: Compression = args.compression.parse()?;
     let level = compression.check_level(args.level.unwrap_or(compression.default_level()))?;
     let arches = if args.arches.is_empty() {
-        vec![DebArch::host().context("this machine's architecture is not one upstream publishes; pass --arch")?]
+        vec![DebArch::host()
+            .context("this machine's architecture is not one upstream publishes; pass --arch")?]
     } else {
-        args.arches.iter().map(|a| a.parse()).collect::<Result<Vec<DebArch>, _>>()?
+        args.arches
+            .iter()
+            .map(|a| a.parse())
+            .collect::<Result<Vec<DebArch>, _>>()?
     };
     let cache_dir = match args.cache {
         Some(c) => c,
@@ -82,7 +86,12 @@ pub fn run(args: Args) -> Result<()> {
         bail!("nothing was built");
     }
     for deb in built {
-        println!("{}  {} bytes  sha256 {}", deb.path.display(), deb.size, deb.sha256);
+        println!(
+            "{}  {} bytes  sha256 {}",
+            deb.path.display(),
+            deb.size,
+            deb.sha256
+        );
     }
     Ok(())
 }
@@ -95,14 +104,20 @@ pub fn repo_root() -> PathBuf {
 
 /// Progress bars on a terminal; warnings always, on stderr.
 struct Terminal {
-    bars: Option<(indicatif::MultiProgress, Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>)>,
+    bars: Option<(
+        indicatif::MultiProgress,
+        Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+    )>,
 }
 
 impl Terminal {
     fn new() -> Terminal {
-        let bars = std::io::stderr()
-            .is_terminal()
-            .then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default())));
+        let bars = std::io::stderr().is_terminal().then(|| {
+            (
+                indicatif::MultiProgress::new(),
+                Mutex::new(Default::default()),
+            )
+        });
         Terminal { bars }
     }
 
@@ -125,8 +140,10 @@ impl Listener for Terminal {
                     None => indicatif::ProgressBar::no_length(),
                 });
                 bar.set_style(
-                    indicatif::ProgressStyle::with_template("{msg:40} {bytes:>10}/{total_bytes:10} {bar:30}")
-                        .expect("valid template"),
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:40} {bytes:>10}/{total_bytes:10} {bar:30}",
+                    )
+                    .expect("valid template"),
                 );
                 bar.set_message(name.clone());
                 bars.lock().unwrap().insert(name, bar);

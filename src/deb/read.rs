@@ -1,0 +1,191 @@
+//! Reads a `.deb` back: its ar members, the control member's files and a listing of the
+//! data member with each file's md5. Used to check what was built, and bounded so that a
+//! hostile file cannot make it allocate without limit.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use md5::{Digest, Md5};
+
+use crate::error::{Error, IoContext, Result};
+
+/// Files up to this size are kept in memory by [`read_deb`]; larger ones are only hashed.
+pub const KEEP_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct DataEntry {
+    /// As stored, e.g. `./usr/bin/ctr` or `./usr/`.
+    pub path: String,
+    pub kind: tar::EntryType,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub mtime: u64,
+    pub size: u64,
+    pub md5: String,
+    /// The content, for files no larger than [`KEEP_BYTES`].
+    pub content: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DebContents {
+    /// `(name, size, mtime)` of each ar member, in order.
+    pub members: Vec<(String, u64, u64)>,
+    pub debian_binary: Vec<u8>,
+    /// Files of the control member by name (`control`, `md5sums`, …), with their modes.
+    pub control_files: BTreeMap<String, (u32, Vec<u8>)>,
+    pub data: Vec<DataEntry>,
+}
+
+impl DebContents {
+    /// The control file's fields, continuation lines joined with `\n`.
+    pub fn control_fields(&self) -> BTreeMap<String, String> {
+        let text = self
+            .control_files
+            .get("control")
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        parse_paragraph(&text)
+    }
+
+    pub fn data_entry(&self, path: &str) -> Option<&DataEntry> {
+        self.data.iter().find(|e| e.path == path)
+    }
+}
+
+/// Parses one deb822 paragraph.
+pub fn parse_paragraph(text: &str) -> BTreeMap<String, String> {
+    let mut fields = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for line in text.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(k) = &last {
+                let v: &mut String = fields.get_mut(k).expect("field exists");
+                v.push('\n');
+                v.push_str(line);
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            fields.insert(k.to_owned(), v.trim().to_owned());
+            last = Some(k.to_owned());
+        }
+    }
+    fields
+}
+
+pub fn read_deb(path: &Path) -> Result<DebContents> {
+    let shown = path.display().to_string();
+    let bad = |entry: &str, message: String| Error::Archive {
+        archive: shown.clone(),
+        entry: entry.to_owned(),
+        message,
+    };
+    let file = File::open(path).at(path)?;
+    let mut ar = ar::Archive::new(BufReader::new(file));
+    let mut out = DebContents {
+        members: Vec::new(),
+        debian_binary: Vec::new(),
+        control_files: BTreeMap::new(),
+        data: Vec::new(),
+    };
+    while let Some(member) = ar.next_entry() {
+        let mut member = member.map_err(|e| bad("(ar)", format!("not a valid ar archive: {e}")))?;
+        let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
+        let size = member.header().size();
+        out.members
+            .push((name.clone(), size, member.header().mtime()));
+        if name == "debian-binary" {
+            (&mut member)
+                .take(64)
+                .read_to_end(&mut out.debian_binary)
+                .map_err(|e| bad(&name, e.to_string()))?;
+        } else if let Some(ext) = name.strip_prefix("control.tar") {
+            for e in read_tar(
+                decompressor(ext, &mut member, &name, &shown)?,
+                &name,
+                &shown,
+            )? {
+                if let Some(content) = e.content {
+                    let file = e.path.trim_start_matches("./").to_owned();
+                    if !file.is_empty() {
+                        out.control_files.insert(file, (e.mode, content));
+                    }
+                }
+            }
+        } else if let Some(ext) = name.strip_prefix("data.tar") {
+            out.data = read_tar(
+                decompressor(ext, &mut member, &name, &shown)?,
+                &name,
+                &shown,
+            )?;
+        }
+    }
+    Ok(out)
+}
+
+fn decompressor<'a>(
+    ext: &str,
+    r: &'a mut dyn Read,
+    member: &str,
+    shown: &str,
+) -> Result<Box<dyn Read + 'a>> {
+    Ok(match ext {
+        ".xz" => Box::new(liblzma::read::XzDecoder::new(r)),
+        ".zst" => Box::new(zstd::Decoder::new(r).map_err(|e| Error::Archive {
+            archive: shown.to_owned(),
+            entry: member.to_owned(),
+            message: e.to_string(),
+        })?),
+        ".gz" => Box::new(flate2::read::GzDecoder::new(r)),
+        "" => Box::new(r),
+        other => {
+            return Err(Error::Archive {
+                archive: shown.to_owned(),
+                entry: member.to_owned(),
+                message: format!("unknown compression {other:?}"),
+            })
+        }
+    })
+}
+
+fn read_tar(r: impl Read, member: &str, shown: &str) -> Result<Vec<DataEntry>> {
+    let bad = |e: io::Error| Error::Archive {
+        archive: shown.to_owned(),
+        entry: member.to_owned(),
+        message: format!("unreadable tar: {e}"),
+    };
+    let mut tar = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for entry in tar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let h = entry.header().clone();
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let size = entry.size();
+        let mut hasher = Md5::new();
+        let mut content = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = entry.read(&mut buf).map_err(bad)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if size <= KEEP_BYTES {
+                content.extend_from_slice(&buf[..n]);
+            }
+        }
+        out.push(DataEntry {
+            path,
+            kind: h.entry_type(),
+            mode: h.mode().map_err(bad)?,
+            uid: h.uid().map_err(bad)?,
+            gid: h.gid().map_err(bad)?,
+            mtime: h.mtime().map_err(bad)?,
+            size,
+            md5: hex::encode(hasher.finalize()),
+            content: (size <= KEEP_BYTES && h.entry_type().is_file()).then_some(content),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,560 @@
+//! build-deb against a loopback HTTP mirror serving generated releases in upstream's exact
+//! names and paths. Every assertion is about what a user (or dpkg) would see.
+
+use std::path::Path;
+use std::process::Command;
+
+use containerd_stack::deb::compress::Compression;
+use containerd_stack::deb::read::{read_deb, DebContents};
+use containerd_stack::fetch::FetchOptions;
+use containerd_stack::listener::{Quiet, Recorder};
+use containerd_stack::stack::ComponentKind;
+use containerd_stack::{build, BuildOptions, BuiltDeb, DebArch, Stack};
+use tempfile::TempDir;
+use testkit::{upstream, FakeRelease, Mirror};
+
+const ALL: &[ComponentKind] = &ComponentKind::ALL;
+
+struct Fixture {
+    dir: TempDir,
+    release: FakeRelease,
+    mirror: Mirror,
+}
+
+impl Fixture {
+    fn new(arches: &[DebArch]) -> Fixture {
+        let dir = TempDir::new().unwrap();
+        let release = FakeRelease::write(&dir.path().join("mirror"), arches);
+        let mirror = Mirror::serve(dir.path().join("mirror"));
+        Fixture {
+            dir,
+            release,
+            mirror,
+        }
+    }
+
+    fn stack(&self, kinds: &[ComponentKind]) -> Stack {
+        Stack::parse(&self.release.stack_toml(kinds), Path::new("stack.toml")).unwrap()
+    }
+
+    fn opts(&self, arch: DebArch, tag: &str) -> BuildOptions {
+        BuildOptions {
+            arches: vec![arch],
+            out_dir: self.dir.path().join(format!("out-{tag}")),
+            fetch: FetchOptions {
+                mirror: Some(self.mirror.url()),
+                cache_dir: self.dir.path().join(format!("cache-{tag}")),
+                offline: false,
+            },
+            compression: Compression::Xz,
+            level: 6,
+            source_date_epoch: None,
+            threads: 2,
+        }
+    }
+
+    fn build(&self, kinds: &[ComponentKind], opts: &BuildOptions) -> BuiltDeb {
+        let mut built = build(&self.stack(kinds), opts, &Quiet).unwrap();
+        assert_eq!(built.len(), 1);
+        built.remove(0)
+    }
+}
+
+fn out_files(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn text(deb: &DebContents, path: &str) -> String {
+    let e = deb
+        .data_entry(path)
+        .unwrap_or_else(|| panic!("{path} missing"));
+    String::from_utf8(e.content.clone().unwrap()).unwrap()
+}
+
+#[test]
+fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let built = f.build(ALL, &f.opts(DebArch::Amd64, "a"));
+    assert_eq!(
+        built.path.file_name().unwrap(),
+        "containerd-stack_2.3.4-1_amd64.deb"
+    );
+    assert_eq!(built.size, std::fs::metadata(&built.path).unwrap().len());
+    let deb = read_deb(&built.path).unwrap();
+
+    let members: Vec<_> = deb.members.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(members, ["debian-binary", "control.tar.xz", "data.tar.xz"]);
+    assert_eq!(deb.debian_binary, b"2.0\n");
+
+    let c = deb.control_fields();
+    assert_eq!(c["Package"], "containerd-stack");
+    assert_eq!(c["Version"], "2.3.4-1");
+    assert_eq!(c["Architecture"], "amd64");
+    assert_eq!(
+        c["Maintainer"],
+        "containerd-stack maintainers <maintainers@example.org>"
+    );
+    assert_eq!(c["Section"], "admin");
+    assert_eq!(c["Priority"], "optional");
+    assert!(c.contains_key("Homepage"));
+    let conflicts = "containerd, containerd.io, runc, kubernetes-cni, cri-tools";
+    assert_eq!(c["Conflicts"], conflicts);
+    assert_eq!(c["Replaces"], conflicts);
+    assert_eq!(
+        c["Provides"],
+        "containerd (= 2.3.4), runc (= 1.4.3), kubernetes-cni (= 1.9.1), cri-tools (= 1.36.0)"
+    );
+    // The generated programs are static: nothing to depend on.
+    assert!(!c.contains_key("Depends"), "{c:?}");
+    for v in [
+        "containerd 2.3.4",
+        "runc 1.4.3",
+        "CNI plugins 1.9.1",
+        "crictl 1.36.0",
+    ] {
+        assert!(c["Description"].contains(v), "description lacks {v}");
+    }
+    let installed: u64 = c["Installed-Size"].parse().unwrap();
+    assert!((20..200).contains(&installed), "{installed}");
+
+    // md5sums cover every non-conffile and match the data.
+    let (mode, md5sums) = &deb.control_files["md5sums"];
+    assert_eq!(*mode, 0o644);
+    let md5sums = String::from_utf8(md5sums.clone()).unwrap();
+    let files: Vec<_> = deb.data.iter().filter(|e| e.kind.is_file()).collect();
+    for e in &files {
+        let rel = e.path.trim_start_matches("./");
+        let line = format!("{}  {rel}", e.md5);
+        assert_eq!(
+            md5sums.lines().any(|l| l == line),
+            !rel.starts_with("etc/"),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        md5sums.lines().count(),
+        files
+            .iter()
+            .filter(|e| !e.path.starts_with("./etc/"))
+            .count()
+    );
+
+    let conffiles = String::from_utf8(deb.control_files["conffiles"].1.clone()).unwrap();
+    assert_eq!(
+        conffiles,
+        "/etc/cni/net.d/10-containerd-net.conflist\n/etc/crictl.yaml\n"
+    );
+    assert!(!deb
+        .data
+        .iter()
+        .any(|e| e.path == "./etc/containerd/config.toml"));
+
+    let programs = [
+        "./usr/bin/containerd",
+        "./usr/bin/containerd-shim-runc-v2",
+        "./usr/bin/ctr",
+        "./usr/bin/crictl",
+        "./usr/sbin/runc",
+        "./opt/cni/bin/bridge",
+        "./opt/cni/bin/host-local",
+        "./opt/cni/bin/loopback",
+        "./opt/cni/bin/portmap",
+    ];
+    let others = [
+        "./etc/crictl.yaml",
+        "./etc/cni/net.d/10-containerd-net.conflist",
+        "./lib/systemd/system/containerd.service",
+        "./usr/share/doc/containerd-stack/copyright",
+        "./usr/share/doc/containerd-stack/changelog.Debian.gz",
+        "./usr/share/lintian/overrides/containerd-stack",
+    ];
+    for p in programs {
+        let e = deb.data_entry(p).unwrap_or_else(|| panic!("{p} missing"));
+        assert_eq!(e.mode, 0o755, "{p}");
+    }
+    for p in others {
+        let e = deb.data_entry(p).unwrap_or_else(|| panic!("{p} missing"));
+        assert_eq!(e.mode, 0o644, "{p}");
+    }
+    assert_eq!(
+        files.len(),
+        programs.len() + others.len(),
+        "unexpected extra files"
+    );
+    for e in &deb.data {
+        assert_eq!((e.uid, e.gid), (0, 0), "{}", e.path);
+        assert_eq!(e.mtime, upstream::ENTRY_MTIME, "{}", e.path);
+        if e.kind.is_dir() {
+            assert_eq!(e.mode, 0o755, "{}", e.path);
+        }
+    }
+    // /opt belongs to no package: shipping it would make purge remove it.
+    assert!(deb.data_entry("./opt/").is_none());
+    assert!(deb.data_entry("./opt/cni/").is_some());
+    let preinst = String::from_utf8(deb.control_files["preinst"].1.clone()).unwrap();
+    assert!(preinst.contains("mkdir -p /opt"), "{preinst}");
+    assert_eq!(deb.control_files["preinst"].0, 0o755);
+    assert!(deb.data_entry("./usr/bin/containerd-stress").is_none());
+    // Entries are sorted, parents first.
+    let paths: Vec<_> = deb.data.iter().map(|e| e.path.clone()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
+
+    let unit = text(&deb, "./lib/systemd/system/containerd.service");
+    assert!(unit.contains("\nExecStart=/usr/bin/containerd\n"), "{unit}");
+    for line in [
+        "Type=notify",
+        "Delegate=yes",
+        "KillMode=process",
+        "OOMScoreAdjust=-999",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
+    }
+    let crictl = text(&deb, "./etc/crictl.yaml");
+    assert!(crictl.contains("runtime-endpoint: unix:///run/containerd/containerd.sock"));
+    assert!(crictl.contains("image-endpoint: unix:///run/containerd/containerd.sock"));
+    let conflist: serde_json::Value =
+        serde_json::from_str(&text(&deb, "./etc/cni/net.d/10-containerd-net.conflist")).unwrap();
+    let types: Vec<_> = conflist["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["bridge", "portmap"]);
+    let copyright = text(&deb, "./usr/share/doc/containerd-stack/copyright");
+    assert!(copyright
+        .starts_with("Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/"));
+    assert!(copyright.contains("License: Apache-2.0"));
+    let gz = deb
+        .data_entry("./usr/share/doc/containerd-stack/changelog.Debian.gz")
+        .unwrap();
+    let gz = gz.content.as_ref().unwrap();
+    assert_eq!(&gz[4..8], &[0; 4], "gzip header carries a timestamp");
+    let overrides = text(&deb, "./usr/share/lintian/overrides/containerd-stack");
+    for line in overrides
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("containerd-stack: "), "{line}");
+    }
+}
+
+#[test]
+fn dpkg_deb_accepts_every_compression() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    for (i, c) in [Compression::Xz, Compression::Gzip, Compression::Zstd]
+        .into_iter()
+        .enumerate()
+    {
+        let mut opts = f.opts(DebArch::Amd64, &format!("c{i}"));
+        opts.compression = c;
+        opts.level = c.default_level().min(9);
+        let deb = f.build(ALL, &opts).path;
+        let info = Command::new("dpkg-deb")
+            .arg("--info")
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(
+            info.status.success(),
+            "{c:?}: {}",
+            String::from_utf8_lossy(&info.stderr)
+        );
+        assert!(String::from_utf8_lossy(&info.stdout).contains("Package: containerd-stack"));
+        let contents = Command::new("dpkg-deb")
+            .arg("--contents")
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(contents.status.success());
+        assert!(String::from_utf8_lossy(&contents.stdout).contains("./usr/sbin/runc"));
+        let x = f.dir.path().join(format!("x{i}"));
+        let status = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&x)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let runc = std::fs::read(x.join("usr/sbin/runc")).unwrap();
+        assert_eq!(
+            runc,
+            f.release.asset_bytes(ComponentKind::Runc, DebArch::Amd64)
+        );
+        let ext = c.extension();
+        let deb = read_deb(&deb).unwrap();
+        assert_eq!(deb.members[2].0, format!("data.tar.{ext}"));
+    }
+}
+
+#[test]
+fn two_builds_in_different_places_and_times_are_byte_identical() {
+    let f = Fixture::new(&[DebArch::Arm64]);
+    let a = f.build(ALL, &f.opts(DebArch::Arm64, "one"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = f.build(ALL, &f.opts(DebArch::Arm64, "two"));
+    assert_ne!(a.path, b.path);
+    assert_eq!(
+        std::fs::read(&a.path).unwrap(),
+        std::fs::read(&b.path).unwrap()
+    );
+    assert_eq!(a.sha256, b.sha256);
+
+    // SOURCE_DATE_EPOCH sets the one mtime, and is reproducible too.
+    let mut o = f.opts(DebArch::Arm64, "sde");
+    o.source_date_epoch = Some(1_234_567_890);
+    let c = f.build(ALL, &o);
+    let deb = read_deb(&c.path).unwrap();
+    assert!(deb.data.iter().all(|e| e.mtime == 1_234_567_890));
+    assert!(deb.members.iter().all(|m| m.2 == 1_234_567_890));
+    assert_ne!(c.sha256, a.sha256);
+}
+
+#[test]
+fn optional_components_left_out_ship_and_provide_nothing() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let built = f.build(
+        &[ComponentKind::Containerd, ComponentKind::Runc],
+        &f.opts(DebArch::Amd64, "min"),
+    );
+    let deb = read_deb(&built.path).unwrap();
+    let c = deb.control_fields();
+    assert_eq!(c["Provides"], "containerd (= 2.3.4), runc (= 1.4.3)");
+    assert_eq!(c["Conflicts"], "containerd, containerd.io, runc");
+    assert!(!deb.data.iter().any(|e| e.path.starts_with("./opt")
+        || e.path.contains("crictl")
+        || e.path.contains("cni")));
+    assert!(!deb.control_files.contains_key("conffiles"));
+    assert!(!String::from_utf8_lossy(&deb.control_files["preinst"].1).contains("mkdir"));
+}
+
+#[test]
+fn optional_component_without_a_pin_for_the_arch_is_left_out_with_a_warning() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let text = f.release.stack_toml(ALL).replace(
+        &format!(
+            "amd64 = \"{}\"\n",
+            f.release.sha256[&(ComponentKind::Crictl, DebArch::Amd64)]
+        ),
+        "",
+    );
+    let stack = Stack::parse(&text, Path::new("stack.toml")).unwrap();
+    let rec = Recorder::default();
+    let built = build(&stack, &f.opts(DebArch::Amd64, "w"), &rec).unwrap();
+    assert_eq!(
+        rec.warnings(),
+        ["components.crictl.sha256.amd64 is not pinned: crictl is left out of the amd64 package"]
+    );
+    let deb = read_deb(&built[0].path).unwrap();
+    assert!(deb.data_entry("./usr/bin/crictl").is_none());
+    assert!(!deb.control_fields()["Provides"].contains("cri-tools"));
+    assert!(
+        !f.mirror.requests().iter().any(|r| r.contains("crictl")),
+        "an unpinned asset was fetched"
+    );
+}
+
+#[test]
+fn wrong_sha256_is_refused_and_leaves_nothing() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    // Upstream's file changed after it was pinned.
+    let pinned = f.release.stack_toml(ALL);
+    let mut release = f.release.clone();
+    release.put(ComponentKind::Runc, DebArch::Amd64, b"\x7fELF tampered");
+    let stack = Stack::parse(&pinned, Path::new("stack.toml")).unwrap();
+    let opts = f.opts(DebArch::Amd64, "bad");
+    let err = build(&stack, &opts, &Quiet).unwrap_err().to_string();
+    let url = format!(
+        "{}/opencontainers/runc/releases/download/v1.4.3/runc.amd64",
+        f.mirror.url()
+    );
+    assert!(
+        err.starts_with(&format!(
+            "{url}: sha256 mismatch: expected {}",
+            f.release.sha256[&(ComponentKind::Runc, DebArch::Amd64)]
+        )),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+    assert!(out_files(&opts.out_dir).is_empty());
+    assert!(
+        out_files(&opts.fetch.cache_dir.join("sha256")).len() < 4,
+        "the bad download was cached"
+    );
+    assert!(
+        out_files(&opts.fetch.cache_dir.join("tmp")).is_empty(),
+        "partial download left behind"
+    );
+}
+
+#[test]
+fn unpinned_arch_is_refused_before_any_download() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let opts = f.opts(DebArch::S390x, "s390x");
+    let err = build(&f.stack(ALL), &opts, &Quiet).unwrap_err().to_string();
+    assert!(
+        err.starts_with("components.containerd.sha256.s390x: no sha256 is pinned for s390x"),
+        "{err}"
+    );
+    assert!(f.mirror.requests().is_empty());
+    assert!(out_files(&opts.out_dir).is_empty());
+}
+
+#[test]
+fn archive_entry_escaping_with_dot_dot_is_refused() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let evil = upstream::tar_gz(&[
+        (
+            "bin/containerd",
+            0o755,
+            testkit::elf_program(DebArch::Amd64, "c"),
+        ),
+        ("bin/../../../evil", 0o755, b"pwned".to_vec()),
+    ]);
+    let mut release = f.release.clone();
+    release.put(ComponentKind::Containerd, DebArch::Amd64, &evil);
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    let opts = f.opts(DebArch::Amd64, "evil");
+    let err = build(&stack, &opts, &Quiet).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "containerd-2.3.4-linux-amd64.tar.gz: entry bin/../../../evil: path is absolute or climbs out with '..'; refusing the archive"
+    );
+    assert!(out_files(&opts.out_dir).is_empty());
+    assert!(!opts.fetch.cache_dir.join("evil").exists());
+    assert!(!f.dir.path().join("evil").exists());
+}
+
+#[test]
+fn offline_uses_the_cache_or_says_what_is_missing() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let mut opts = f.opts(DebArch::Amd64, "off");
+    opts.fetch.offline = true;
+    let err = build(&f.stack(ALL), &opts, &Quiet).unwrap_err().to_string();
+    assert!(
+        err.contains("/containerd-2.3.4-linux-amd64.tar.gz: not in the cache")
+            || err.contains("not in the cache"),
+        "{err}"
+    );
+    assert!(err.contains("--offline"), "{err}");
+    assert!(
+        f.mirror.requests().is_empty(),
+        "offline touched the network"
+    );
+    assert!(out_files(&opts.out_dir).is_empty());
+
+    // Once the cache is filled, offline builds the same package without the network.
+    opts.fetch.offline = false;
+    let online = f.build(ALL, &opts);
+    let requests = f.mirror.requests().len();
+    opts.fetch.offline = true;
+    let offline = f.build(ALL, &opts);
+    assert_eq!(f.mirror.requests().len(), requests);
+    assert_eq!(online.sha256, offline.sha256);
+}
+
+#[test]
+fn file_mirror_works_offline() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let mut opts = f.opts(DebArch::Amd64, "file");
+    opts.fetch.mirror = Some(format!("file://{}", f.release.root.display()));
+    opts.fetch.offline = true;
+    f.build(ALL, &opts);
+    assert!(f.mirror.requests().is_empty());
+}
+
+#[test]
+fn redirects_are_followed_like_githubs() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let path = "/opencontainers/runc/releases/download/v1.4.3/runc.amd64";
+    // GitHub answers release downloads with a redirect to another host.
+    std::fs::create_dir_all(f.release.root.join("objects")).unwrap();
+    std::fs::copy(
+        f.release.root.join(&path[1..]),
+        f.release.root.join("objects/runc-blob"),
+    )
+    .unwrap();
+    f.mirror.redirect(
+        path,
+        &format!(
+            "{}/objects/runc-blob",
+            f.mirror.url().replace("127.0.0.1", "localhost")
+        ),
+    );
+    f.build(ALL, &f.opts(DebArch::Amd64, "redir"));
+    assert!(f
+        .mirror
+        .requests()
+        .iter()
+        .any(|r| r == "/objects/runc-blob"));
+}
+
+#[test]
+fn missing_asset_names_the_url() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    std::fs::remove_file(f.release.path_of(ComponentKind::Crictl, DebArch::Amd64)).unwrap();
+    let opts = f.opts(DebArch::Amd64, "404");
+    let err = build(&f.stack(ALL), &opts, &Quiet).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("{}/kubernetes-sigs/cri-tools/releases/download/v1.36.0/crictl-v1.36.0-linux-amd64.tar.gz: HTTP 404 Not Found", f.mirror.url())
+    );
+    assert!(out_files(&opts.out_dir).is_empty());
+}
+
+#[test]
+fn program_for_another_architecture_is_refused_naming_it() {
+    let f = Fixture::new(&[DebArch::Arm64]);
+    let mut release = f.release.clone();
+    release.put(
+        ComponentKind::Runc,
+        DebArch::Arm64,
+        &testkit::elf_program(DebArch::Amd64, "runc"),
+    );
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    let opts = f.opts(DebArch::Arm64, "mixed");
+    let err = build(&stack, &opts, &Quiet).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "usr/sbin/runc (arm64, from runc.arm64): built for amd64, but the package is for arm64"
+    );
+    assert!(out_files(&opts.out_dir).is_empty());
+}
+
+#[test]
+fn dynamic_programs_become_depends() {
+    // This test binary is a real dynamically linked program for the host.
+    let Some(host) = DebArch::host() else { return };
+    let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let f = Fixture::new(&[host]);
+    let mut release = f.release.clone();
+    let p = |n: &str| testkit::elf_program(host, n);
+    release.put(
+        ComponentKind::Containerd,
+        host,
+        &upstream::tar_gz(&[
+            ("bin/containerd", 0o755, me),
+            ("bin/containerd-shim-runc-v2", 0o755, p("shim")),
+            ("bin/ctr", 0o755, p("ctr")),
+        ]),
+    );
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    let built = build(&stack, &f.opts(host, "dyn"), &Quiet).unwrap();
+    let depends = read_deb(&built[0].path).unwrap().control_fields()["Depends"].clone();
+    assert!(depends.starts_with("libc6 (>= 2."), "{depends}");
+    let overrides = read_deb(&built[0].path).unwrap();
+    let overrides = text(&overrides, "./usr/share/lintian/overrides/containerd-stack");
+    assert!(
+        !overrides.contains("[usr/bin/containerd]"),
+        "dynamic program marked static"
+    );
+    assert!(overrides.contains("[usr/bin/ctr]"));
+}

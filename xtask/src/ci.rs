@@ -1,0 +1,96 @@
+//! `cargo xtask ci`: installs the system tools the tests need, then runs every check and
+//! every test — the one command CI and a developer on a fresh machine both run.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+/// Debian packages the tests use: dpkg-deb and lintian judge the packages, mmdebstrap and
+/// systemd-nspawn boot a Debian to install them into, shellcheck checks the maintainer
+/// scripts.
+pub const SYSTEM_PACKAGES: &[&str] = &[
+    "dpkg-dev",
+    "lintian",
+    "mmdebstrap",
+    "systemd-container",
+    "shellcheck",
+    "ca-certificates",
+];
+
+#[derive(Parser)]
+pub struct Args {
+    /// Skip installing system packages (they are already there).
+    #[arg(long)]
+    no_install: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if !args.no_install {
+        install_system_packages()?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    step(
+        "format",
+        Command::new(&cargo).args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "clippy",
+        Command::new(&cargo).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step("tests", Command::new(&cargo).args(["test", "--workspace"]))?;
+    step(
+        "system tests",
+        Command::new(&cargo).args(["xtask", "system"]),
+    )?;
+    Ok(())
+}
+
+fn install_system_packages() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(
+        "apt-get update",
+        Command::new("apt-get").args(["update", "-q"]),
+    )?;
+    step(
+        "install system packages",
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// Runs one step, streaming its output, and fails naming the step.
+pub fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("==> {name}");
+    let start = Instant::now();
+    let status = cmd
+        .status()
+        .with_context(|| format!("{name}: cannot run {:?}", cmd.get_program()))?;
+    eprintln!("<== {name}: {:.1}s", start.elapsed().as_secs_f64());
+    if !status.success() {
+        bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
