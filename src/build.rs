@@ -48,20 +48,72 @@ pub struct BuiltDeb {
     pub tree: FhsTree,
 }
 
-/// Builds one .deb per architecture in `opts.arches`.
+/// A package ready to be written: its tree, control file and scripts, all decided. This is
+/// what `--dry-run` shows.
+#[derive(Debug, Serialize)]
+pub struct PreparedPackage {
+    pub arch: DebArch,
+    pub file_name: String,
+    pub control: String,
+    pub mtime: u64,
+    pub tree: FhsTree,
+    #[serde(skip)]
+    pub scripts: Vec<(String, String)>,
+    #[serde(skip)]
+    pub extra: Vec<(String, String)>,
+    /// Holds the staged upstream files the tree points at.
+    #[serde(skip)]
+    staging: tempfile::TempDir,
+}
+
+/// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`.
 pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
+    for_each_arch(stack, opts, listener, |prepared, threads| {
+        write_package(prepared?, opts, threads, listener)
+    })
+}
+
+/// Everything `build` does except writing the packages.
+pub fn plan(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<PreparedPackage>> {
+    for_each_arch(stack, opts, listener, |prepared, _| prepared)
+}
+
+/// Prepares each architecture on a pool of workers and hands the result to `finish`, with
+/// the compression threads each worker may use. Results come back in `opts.arches` order;
+/// the first error (in that order) wins.
+fn for_each_arch<T: Send>(
+    stack: &Stack,
+    opts: &BuildOptions,
+    listener: &dyn Listener,
+    finish: impl Fn(Result<PreparedPackage>, u32) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     if opts.arches.is_empty() {
         return Err(Error::Usage("no architecture to build".into()));
     }
+    let mut arches = opts.arches.clone();
+    arches.sort();
+    arches.dedup();
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let renderer = Renderer::new()?;
-    let mut built = Vec::new();
-    for &arch in &opts.arches {
-        built.push(build_arch(
-            stack, arch, opts, &fetcher, &renderer, listener,
-        )?);
-    }
-    Ok(built)
+    let workers = (opts.threads.max(1) as usize).min(arches.len());
+    let threads = (opts.threads / workers as u32).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<T>>>> =
+        arches.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&arch) = arches.get(i) else { break };
+                let prepared = prepare(stack, arch, opts, &fetcher, &renderer, listener);
+                *results[i].lock().unwrap() = Some(finish(prepared, threads));
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap().expect("every architecture ran"))
+        .collect()
 }
 
 /// The artifacts of `stack` for `arch`: an error for an unpinned required component, a
@@ -88,14 +140,14 @@ pub fn artifacts(stack: &Stack, arch: DebArch, listener: &dyn Listener) -> Resul
     Ok(out)
 }
 
-fn build_arch(
+fn prepare(
     stack: &Stack,
     arch: DebArch,
     opts: &BuildOptions,
     fetcher: &Fetcher,
     renderer: &Renderer,
     listener: &dyn Listener,
-) -> Result<BuiltDeb> {
+) -> Result<PreparedPackage> {
     let artifacts = artifacts(stack, arch, listener)?;
 
     // Downloads run side by side; each one is verified before anything reads it.
@@ -154,7 +206,12 @@ fn build_arch(
                 artifact_name(&artifacts, *kind)
             );
             let linkage = elf::inspect(&p.path, &shown, arch)?;
-            let node = tree.add_file(&dest, 0o755, Source::Staged(p.path.clone()), p.size)?;
+            let origin = format!("{}:{}", artifact_name(&artifacts, *kind), p.entry);
+            let source = Source::Staged {
+                path: p.path.clone(),
+                origin,
+            };
+            let node = tree.add_file(&dest, 0o755, source, p.size)?;
             node.elf = Some(linkage);
         }
     }
@@ -225,26 +282,55 @@ fn build_arch(
     };
     let control = control_paragraph(&renderer.render("control", &ctx)?);
 
-    let writer = DebWriter {
-        compression: opts.compression,
-        level: opts.level,
-        threads: opts.threads,
-        mtime,
-    };
     let file_name = format!(
         "{}_{}_{}.deb",
         stack.package.name,
         stack.deb_version().replace(':', "%3a"),
         arch
     );
+    Ok(PreparedPackage {
+        arch,
+        file_name,
+        control,
+        mtime,
+        tree,
+        scripts,
+        extra,
+        staging,
+    })
+}
+
+/// Writes a prepared package into `opts.out_dir`.
+fn write_package(
+    prepared: PreparedPackage,
+    opts: &BuildOptions,
+    threads: u32,
+    listener: &dyn Listener,
+) -> Result<BuiltDeb> {
+    let PreparedPackage {
+        arch,
+        file_name,
+        control,
+        mtime,
+        tree,
+        scripts,
+        extra,
+        staging,
+    } = prepared;
+    let writer = DebWriter {
+        compression: opts.compression,
+        level: opts.level,
+        threads,
+        mtime,
+    };
     fs::create_dir_all(&opts.out_dir).at(&opts.out_dir)?;
     let final_path = opts.out_dir.join(&file_name);
 
     listener.event(Event::Step(format!("compressing {file_name}")));
     let data_tmp = tempfile::Builder::new()
         .prefix(".data-")
-        .tempfile_in(&staging_root)
-        .at(&staging_root)?;
+        .tempfile_in(staging.path())
+        .at(staging.path())?;
     let data_path = data_tmp.path().to_owned();
     let mut data = writer.write_data(&tree, data_tmp.reopen().at(&data_path)?, &data_path)?;
     let conffiles = tree.conffiles();
@@ -282,6 +368,7 @@ fn build_arch(
         source: e.error,
     })?;
     drop(data_tmp);
+    drop(staging);
 
     let size = fs::metadata(&final_path).at(&final_path)?.len();
     Ok(BuiltDeb {
@@ -298,6 +385,13 @@ fn artifact_name(artifacts: &[Artifact], kind: ComponentKind) -> &str {
         .iter()
         .find(|a| a.component == kind)
         .map_or("?", |a| a.file_name.as_str())
+}
+
+/// Renders the one template `name` (a file of `debian-templates/` without `.hbs`) as the
+/// package of `stack` for `arch` with the files of `tree` would carry it, for tests that
+/// check a template on its own (maintainer scripts under shellcheck, say).
+pub fn render_template(stack: &Stack, arch: DebArch, tree: &FhsTree, name: &str) -> Result<String> {
+    Renderer::new()?.render(name, &TemplateContext::new(stack, arch, tree)?)
 }
 
 /// A control paragraph has no blank lines; the template's conditional lines may leave some.

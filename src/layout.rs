@@ -18,11 +18,19 @@ pub const UNOWNED_DIRS: &[&str] = &["opt", "srv"];
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
-    /// A staged upstream file.
-    Staged(PathBuf),
+    /// A staged upstream file; `origin` names the asset and entry it came from.
+    Staged {
+        #[serde(skip)]
+        path: PathBuf,
+        origin: String,
+    },
     /// Rendered or generated content.
     #[serde(serialize_with = "serialize_len")]
     Inline(Vec<u8>),
+}
+
+fn serialize_mode<S: serde::Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{mode:04o}"))
 }
 
 fn serialize_len<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -31,6 +39,7 @@ fn serialize_len<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileNode {
+    #[serde(serialize_with = "serialize_mode")]
     pub mode: u32,
     pub size: u64,
     pub source: Source,

@@ -35,6 +35,11 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../debian-templates/lintian-overrides.hbs"),
     ),
     ("preinst", include_str!("../debian-templates/preinst.hbs")),
+    ("postinst", include_str!("../debian-templates/postinst.hbs")),
+    ("prerm", include_str!("../debian-templates/prerm.hbs")),
+    ("postrm", include_str!("../debian-templates/postrm.hbs")),
+    ("config", include_str!("../debian-templates/config.hbs")),
+    ("templates", include_str!("../debian-templates/templates.hbs")),
 ];
 
 pub struct Renderer {

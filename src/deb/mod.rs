@@ -66,7 +66,7 @@ impl DebWriter {
                 Node::File(f) => {
                     let mut hasher = Md5::new();
                     match &f.source {
-                        Source::Staged(src) => {
+                        Source::Staged { path: src, .. } => {
                             let file = File::open(src).at(src)?;
                             let tee = HashingReader {
                                 inner: io::BufReader::with_capacity(1 << 20, file),

@@ -16,7 +16,8 @@ pub struct Args {
     /// The stack manifest.
     #[arg(long, default_value_os_t = repo_root().join("stack.toml"))]
     stack: PathBuf,
-    /// Debian architecture to build for (repeatable); default: this machine's.
+    /// Debian architecture to build for (repeatable), or `all` for every architecture
+    /// stack.toml pins containerd and runc for; default: this machine's.
     #[arg(long = "arch", value_name = "ARCH")]
     arches: Vec<String>,
     /// Where the .deb files go.
@@ -37,21 +38,16 @@ pub struct Args {
     /// Compression level; default: 6 for xz, 19 for zstd, 9 for gzip.
     #[arg(long, value_name = "N")]
     level: Option<u32>,
+    /// Fetch, check and lay out, then print the plan as JSON instead of writing packages.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let stack = Stack::load(&args.stack)?;
     let compression: Compression = args.compression.parse()?;
     let level = compression.check_level(args.level.unwrap_or(compression.default_level()))?;
-    let arches = if args.arches.is_empty() {
-        vec![DebArch::host()
-            .context("this machine's architecture is not one upstream publishes; pass --arch")?]
-    } else {
-        args.arches
-            .iter()
-            .map(|a| a.parse())
-            .collect::<Result<Vec<DebArch>, _>>()?
-    };
+    let arches = parse_arches(&args.arches, &stack)?;
     let cache_dir = match args.cache {
         Some(c) => c,
         None => containerd_stack::build::default_cache_dir()
@@ -80,6 +76,12 @@ pub fn run(args: Args) -> Result<()> {
         threads,
     };
     let listener = Terminal::new();
+    if args.dry_run {
+        let plan = containerd_stack::build::plan(&stack, &opts, &listener)?;
+        listener.finish();
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
     let built = build(&stack, &opts, &listener)?;
     listener.finish();
     if built.is_empty() {
@@ -94,6 +96,30 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--arch` values: Debian names, or `all` for every architecture the stack pins.
+pub fn parse_arches(values: &[String], stack: &Stack) -> Result<Vec<DebArch>> {
+    if values.is_empty() {
+        return Ok(vec![DebArch::host().context(
+            "this machine's architecture is not one upstream publishes; pass --arch",
+        )?]);
+    }
+    let mut arches = Vec::new();
+    for v in values.iter().flat_map(|v| v.split(',')) {
+        if v == "all" {
+            let pinned = stack.pinned_arches();
+            if pinned.is_empty() {
+                bail!("--arch all: stack.toml pins containerd and runc for no common architecture");
+            }
+            arches.extend(pinned);
+        } else {
+            arches.push(v.parse()?);
+        }
+    }
+    arches.sort();
+    arches.dedup();
+    Ok(arches)
 }
 
 /// The workspace root: xtask lives one level below it.
