@@ -74,7 +74,11 @@ pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Res
 }
 
 /// Everything `build` does except writing the packages.
-pub fn plan(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<PreparedPackage>> {
+pub fn plan(
+    stack: &Stack,
+    opts: &BuildOptions,
+    listener: &dyn Listener,
+) -> Result<Vec<PreparedPackage>> {
     for_each_arch(stack, opts, listener, |prepared, _| prepared)
 }
 

@@ -201,6 +201,63 @@ impl Fetcher {
         })
     }
 
+    /// A small file that no pin covers (a checksum file, a keyring), read into memory and
+    /// capped at `max` bytes. Nothing is cached: its content is checked by the caller.
+    pub fn fetch_unpinned(&self, path: &str, max: u64) -> Result<Vec<u8>> {
+        let url = match &self.opts.mirror {
+            Some(m) => format!("{}/{path}", m.trim_end_matches('/')),
+            None => format!("{GITHUB}{path}"),
+        };
+        let fail = |message: String| Error::Fetch {
+            url: url.clone(),
+            message,
+        };
+        let mut body = Vec::new();
+        if let Some(local) = url.strip_prefix("file://") {
+            let local = PathBuf::from(percent_decode(local));
+            File::open(&local)
+                .at(&local)?
+                .take(max + 1)
+                .read_to_end(&mut body)
+                .at(&local)?;
+        } else if self.opts.offline {
+            return Err(fail(
+                "--offline forbids the network and this file is never cached".into(),
+            ));
+        } else {
+            let mut last = None;
+            for attempt in 0..ATTEMPTS {
+                if attempt > 0 {
+                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                }
+                match self.client.get(&url).send() {
+                    Ok(resp) if resp.status().is_success() => {
+                        body.clear();
+                        match resp.take(max + 1).read_to_end(&mut body) {
+                            Ok(_) => {
+                                last = None;
+                                break;
+                            }
+                            Err(e) => last = Some(fail(format!("reading the body failed: {e}"))),
+                        }
+                    }
+                    Ok(resp) if resp.status().is_server_error() => {
+                        last = Some(fail(format!("HTTP {}", resp.status())))
+                    }
+                    Ok(resp) => return Err(fail(format!("HTTP {}", resp.status()))),
+                    Err(e) => last = Some(fail(describe_reqwest(&e))),
+                }
+            }
+            if let Some(e) = last {
+                return Err(e);
+            }
+        }
+        if body.len() as u64 > max {
+            return Err(fail(format!("larger than {max} bytes; refusing it")));
+        }
+        Ok(body)
+    }
+
     fn cached_path(&self, sha256: &Sha256) -> PathBuf {
         self.opts.cache_dir.join("sha256").join(sha256.as_str())
     }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod fetch;
 pub mod layout;
 pub mod listener;
+pub mod lock;
 pub mod render;
 pub mod stack;
 pub mod unpack;

@@ -39,7 +39,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("prerm", include_str!("../debian-templates/prerm.hbs")),
     ("postrm", include_str!("../debian-templates/postrm.hbs")),
     ("config", include_str!("../debian-templates/config.hbs")),
-    ("templates", include_str!("../debian-templates/templates.hbs")),
+    (
+        "templates",
+        include_str!("../debian-templates/templates.hbs"),
+    ),
 ];
 
 pub struct Renderer {

@@ -3,6 +3,7 @@
 //! (tiny ELF programs for any architecture, packed the way each project packs them).
 
 pub mod mirror;
+pub mod openpgp;
 pub mod upstream;
 
 pub use mirror::Mirror;

@@ -174,6 +174,21 @@ impl FakeRelease {
         path
     }
 
+    /// Clear-signs `runc.sha256sum` with `key` and publishes `keyring` where runc keeps it
+    /// (the repository root at the release tag).
+    pub fn sign_runc_sums(&self, key: &pgp::composed::SignedSecretKey, keyring: &str) {
+        let v = &self.versions[&ComponentKind::Runc];
+        let dir = self
+            .root
+            .join(format!("opencontainers/runc/releases/download/v{v}"));
+        let sums = dir.join("runc.sha256sum");
+        let text = fs::read_to_string(&sums).unwrap();
+        fs::write(&sums, crate::openpgp::clearsign(key, &text)).unwrap();
+        let keyring_path = self.root.join(containerd_stack::lock::runc_keyring_path(v));
+        fs::create_dir_all(keyring_path.parent().unwrap()).unwrap();
+        fs::write(keyring_path, keyring).unwrap();
+    }
+
     pub fn artifact(&self, kind: ComponentKind, arch: DebArch, sha: String) -> Artifact {
         let c = Component {
             kind,

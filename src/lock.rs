@@ -1,0 +1,377 @@
+//! `lock`: fills stack.toml's sha256 tables from upstream's own checksum files. Three
+//! formats exist: `hash  name` (containerd's `.sha256sum`, the CNI plugins' `.sha256`),
+//! a bare hash (crictl's `.sha256`), and runc's clear-signed `runc.sha256sum`, whose
+//! signature is checked against runc's maintainer keyring before any line is believed.
+//! The manifest is edited in place with toml_edit, so comments and order survive.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
+use serde::Serialize;
+
+use crate::arch::DebArch;
+use crate::artifact::Artifact;
+use crate::error::{Error, IoContext, Result};
+use crate::fetch::Fetcher;
+use crate::stack::{Component, ComponentKind, Sha256, Stack};
+
+/// Checksum files and keyrings are small; anything bigger is not one.
+const MAX_SUMS_BYTES: u64 = 1 << 20;
+
+/// Where runc's keyring comes from when none is given: the file at the release's tag.
+pub fn runc_keyring_path(version: &str) -> String {
+    format!("opencontainers/runc/raw/v{version}/runc.keyring")
+}
+
+#[derive(Debug, Clone)]
+pub struct LockOptions {
+    /// Architectures to lock; empty means every architecture already pinned in the stack.
+    pub arches: Vec<DebArch>,
+    /// `COMPONENT=VERSION` moves: the component's old pins are dropped.
+    pub bumps: Vec<(ComponentKind, String)>,
+    /// runc's keyring (armoured or binary); `None` fetches [`runc_keyring_path`].
+    pub runc_keyring: Option<Vec<u8>>,
+}
+
+/// One pin that differs between the manifest and upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub key: String,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+#[derive(Debug)]
+pub struct Locked {
+    /// The manifest text with every pin filled in.
+    pub text: String,
+    pub changes: Vec<Change>,
+}
+
+/// Computes the locked manifest for `text` (read from `path`), fetching checksum files
+/// through `fetcher`.
+pub fn lock(text: &str, path: &Path, opts: &LockOptions, fetcher: &Fetcher) -> Result<Locked> {
+    let manifest_err = |message: String| Error::Manifest {
+        path: path.to_owned(),
+        message,
+    };
+    // Validate first, so the edit below works on a manifest known to be well-formed.
+    let mut stack = Stack::parse(text, path)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| manifest_err(e.to_string().replace('\n', " ")))?;
+
+    let default_arches: Vec<DebArch> = {
+        let mut a: Vec<DebArch> = stack
+            .components
+            .iter()
+            .flat_map(|c| c.sha256.keys().copied())
+            .collect();
+        a.sort();
+        a.dedup();
+        a
+    };
+
+    for (kind, version) in &opts.bumps {
+        let c = stack
+            .components
+            .iter_mut()
+            .find(|c| c.kind == *kind)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--bump {kind}={version}: stack.toml has no [components.{kind}]"
+                ))
+            })?;
+        c.version = version.clone();
+        c.sha256.clear();
+        let table = &mut doc["components"][kind.key()];
+        table["version"] = toml_edit::value(version.clone());
+        if let Some(t) = table.get_mut("sha256").and_then(|t| t.as_table_like_mut()) {
+            t.clear();
+        }
+    }
+    // Re-validate the bumped versions.
+    Stack::parse(&doc.to_string(), path)?;
+
+    let arches = if opts.arches.is_empty() {
+        default_arches
+    } else {
+        opts.arches.clone()
+    };
+    if arches.is_empty() {
+        return Err(Error::Usage("no architecture to lock: pass --arch".into()));
+    }
+
+    let mut changes = Vec::new();
+    for c in &stack.components {
+        let sums = upstream_sums(c, &arches, opts, fetcher)?;
+        for (arch, sha) in sums {
+            let old = c.sha256.get(&arch).map(|s| s.to_string());
+            if old.as_deref() == Some(sha.as_str()) {
+                continue;
+            }
+            let table = &mut doc["components"][c.kind.key()];
+            if table.get("sha256").is_none() {
+                table["sha256"] = toml_edit::table();
+            }
+            table["sha256"][arch.as_str()] = toml_edit::value(sha.to_string());
+            changes.push(Change {
+                key: format!("components.{}.sha256.{arch}", c.kind),
+                old,
+                new: sha.to_string(),
+            });
+        }
+    }
+    let text = doc.to_string();
+    Stack::parse(&text, path)?;
+    Ok(Locked { text, changes })
+}
+
+/// Upstream's published sha256 of `component`'s asset for each arch.
+fn upstream_sums(
+    component: &Component,
+    arches: &[DebArch],
+    opts: &LockOptions,
+    fetcher: &Fetcher,
+) -> Result<BTreeMap<DebArch, Sha256>> {
+    let mut out = BTreeMap::new();
+    // runc publishes one signed file for every arch.
+    let runc_sums = match component.kind {
+        ComponentKind::Runc => Some(runc_signed_sums(component, opts, fetcher)?),
+        _ => None,
+    };
+    for &arch in arches {
+        let placeholder = Component {
+            kind: component.kind,
+            version: component.version.clone(),
+            sha256: BTreeMap::from([(arch, Sha256::parse(&"0".repeat(64)).expect("valid"))]),
+        };
+        let artifact = Artifact::for_component(&placeholder, arch).expect("pinned above");
+        let sha = match &runc_sums {
+            Some((text, shown)) => find_sum(text, &artifact.file_name, shown)?,
+            None => {
+                let sums_path = format!("{}.{}", artifact.path, sums_extension(component.kind));
+                let body = fetcher.fetch_unpinned(&sums_path, MAX_SUMS_BYTES)?;
+                let shown = sums_path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&sums_path)
+                    .to_owned();
+                let text = String::from_utf8(body).map_err(|_| Error::Fetch {
+                    url: sums_path.clone(),
+                    message: "checksum file is not UTF-8 text".into(),
+                })?;
+                find_sum(&text, &artifact.file_name, &shown)?
+            }
+        };
+        out.insert(arch, sha);
+    }
+    Ok(out)
+}
+
+fn sums_extension(kind: ComponentKind) -> &'static str {
+    match kind {
+        ComponentKind::Containerd => "sha256sum",
+        _ => "sha256",
+    }
+}
+
+/// The verified text of runc's clear-signed `runc.sha256sum`, and its name for errors.
+fn runc_signed_sums(
+    component: &Component,
+    opts: &LockOptions,
+    fetcher: &Fetcher,
+) -> Result<(String, String)> {
+    let v = &component.version;
+    let sums_path = format!("opencontainers/runc/releases/download/v{v}/runc.sha256sum");
+    let keyring = match &opts.runc_keyring {
+        Some(k) => k.clone(),
+        None => fetcher.fetch_unpinned(&runc_keyring_path(v), MAX_SUMS_BYTES)?,
+    };
+    let signed = fetcher.fetch_unpinned(&sums_path, MAX_SUMS_BYTES)?;
+    let text = verify_clearsigned(&signed, &keyring, "runc.sha256sum")?;
+    Ok((text, "runc.sha256sum".into()))
+}
+
+/// Checks a clear-signed message against every key (primary and subkeys) of `keyring` and
+/// returns the signed text; an error when no key made any of its signatures.
+pub fn verify_clearsigned(signed: &[u8], keyring: &[u8], shown: &str) -> Result<String> {
+    let bad = |message: String| Error::Binary {
+        file: shown.to_owned(),
+        message,
+    };
+    let text = std::str::from_utf8(signed).map_err(|_| bad("is not UTF-8 text".into()))?;
+    if !text
+        .trim_start()
+        .starts_with("-----BEGIN PGP SIGNED MESSAGE-----")
+    {
+        return Err(bad(
+            "is not clear-signed; refusing to believe unsigned checksums".into(),
+        ));
+    }
+    let (msg, _) = CleartextSignedMessage::from_string(text)
+        .map_err(|e| bad(format!("cannot parse the clear-signed message: {e}")))?;
+    let keys = parse_keyring(keyring)?;
+    if keys.is_empty() {
+        return Err(bad("the keyring holds no public key".into()));
+    }
+    for key in &keys {
+        if msg.verify(&key.primary_key).is_ok() {
+            return Ok(msg.signed_text().replace("\r\n", "\n"));
+        }
+        for sub in &key.public_subkeys {
+            if sub.verify_bindings(&key.primary_key).is_ok() && msg.verify(&sub.key).is_ok() {
+                return Ok(msg.signed_text().replace("\r\n", "\n"));
+            }
+        }
+    }
+    Err(bad(format!(
+        "no valid signature by any of the {} keys in the keyring; the file may have been tampered with",
+        keys.len()
+    )))
+}
+
+/// Every public key in a keyring: armoured blocks (with any text around them, as runc's
+/// `runc.keyring` has) or binary packets.
+pub fn parse_keyring(bytes: &[u8]) -> Result<Vec<SignedPublicKey>> {
+    const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+    const END: &str = "-----END PGP PUBLIC KEY BLOCK-----";
+    let bad =
+        |e: pgp::errors::Error| Error::Usage(format!("keyring: cannot parse a public key: {e}"));
+    let mut keys = Vec::new();
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.contains(BEGIN) => {
+            let mut rest = text;
+            while let Some(start) = rest.find(BEGIN) {
+                let end = rest[start..]
+                    .find(END)
+                    .map(|e| start + e + END.len())
+                    .ok_or_else(|| {
+                        Error::Usage("keyring: an armoured key block is not terminated".into())
+                    })?;
+                let (key, _) =
+                    SignedPublicKey::from_armor_single(&rest.as_bytes()[start..end]).map_err(bad)?;
+                keys.push(key);
+                rest = &rest[end..];
+            }
+        }
+        _ => {
+            for key in SignedPublicKey::from_bytes_many(bytes).map_err(bad)? {
+                keys.push(key.map_err(bad)?);
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// The sha256 for `file_name` in a checksum file: a `hash  name` line (`*name` for binary
+/// mode) or, when the file is a single bare hash, that hash.
+pub fn find_sum(text: &str, file_name: &str, shown: &str) -> Result<Sha256> {
+    let bad = |message: String| Error::Binary {
+        file: shown.to_owned(),
+        message,
+    };
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    for line in &lines {
+        let mut parts = line.split_whitespace();
+        let (Some(hash), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if name.trim_start_matches('*') == file_name {
+            return Sha256::parse(&hash.to_ascii_lowercase()).ok_or_else(|| {
+                bad(format!(
+                    "the line for {file_name} has no valid sha256: {hash:?}"
+                ))
+            });
+        }
+    }
+    if let [only] = lines[..] {
+        if !only.contains(char::is_whitespace) {
+            return Sha256::parse(&only.to_ascii_lowercase())
+                .ok_or_else(|| bad(format!("expected a sha256, found {only:?}")));
+        }
+    }
+    Err(bad(format!("has no sha256 for {file_name}")))
+}
+
+/// Writes `text` to `path` atomically (a temporary file beside it, then a rename).
+pub fn write_manifest(path: &Path, text: &str) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".stack.toml.")
+        .tempfile_in(dir)
+        .at(dir)?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).at(tmp.path())?;
+    tmp.as_file().sync_all().at(tmp.path())?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(meta.permissions())
+            .at(tmp.path())?;
+    }
+    tmp.persist(path).map_err(|e| Error::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168";
+
+    #[test]
+    fn all_three_plain_formats() {
+        let two = format!("{H}  containerd-2.3.4-linux-amd64.tar.gz\n");
+        assert_eq!(
+            find_sum(&two, "containerd-2.3.4-linux-amd64.tar.gz", "x")
+                .unwrap()
+                .as_str(),
+            H
+        );
+        let star = format!("{H} *runc.arm64\n{}  runc.amd64\n", "1".repeat(64));
+        assert_eq!(find_sum(&star, "runc.arm64", "x").unwrap().as_str(), H);
+        assert_eq!(
+            find_sum(&star, "runc.amd64", "x").unwrap().as_str(),
+            "1".repeat(64)
+        );
+        assert_eq!(
+            find_sum(&format!("{}\n", H.to_uppercase()), "crictl.tgz", "x")
+                .unwrap()
+                .as_str(),
+            H
+        );
+    }
+
+    #[test]
+    fn missing_or_bad_lines_are_named() {
+        let e = find_sum(&format!("{H}  other\n"), "runc.s390x", "runc.sha256sum").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "runc.sha256sum: has no sha256 for runc.s390x"
+        );
+        let e = find_sum("abc  runc.s390x\n", "runc.s390x", "runc.sha256sum").unwrap_err();
+        assert!(e.to_string().contains("no valid sha256"), "{e}");
+        assert!(find_sum("", "x", "f").is_err());
+    }
+
+    #[test]
+    fn unsigned_text_is_refused() {
+        let e = verify_clearsigned(
+            format!("{H}  runc.amd64\n").as_bytes(),
+            b"",
+            "runc.sha256sum",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("is not clear-signed"), "{e}");
+    }
+}
