@@ -210,7 +210,11 @@ fn prepare(
                 artifact_name(&artifacts, *kind)
             );
             let linkage = elf::inspect(&p.path, &shown, arch)?;
-            let origin = format!("{}:{}", artifact_name(&artifacts, *kind), p.entry);
+            let asset = artifact_name(&artifacts, *kind);
+            let origin = match asset == p.entry {
+                true => asset.to_owned(),
+                false => format!("{asset}:{}", p.entry),
+            };
             let source = Source::Staged {
                 path: p.path.clone(),
                 origin,

@@ -559,3 +559,60 @@ fn dynamic_programs_become_depends() {
     );
     assert!(overrides.contains("[usr/bin/ctr]"));
 }
+
+#[test]
+fn one_call_builds_every_requested_arch_and_plan_shows_elf_findings() {
+    let f = Fixture::new(&[DebArch::Amd64, DebArch::Arm64, DebArch::S390x]);
+    let mut opts = f.opts(DebArch::Amd64, "multi");
+    opts.arches = f.stack(ALL).pinned_arches();
+    assert_eq!(
+        opts.arches,
+        [DebArch::Amd64, DebArch::Arm64, DebArch::S390x]
+    );
+
+    let plan = containerd_stack::build::plan(&f.stack(ALL), &opts, &Quiet).unwrap();
+    assert!(out_files(&opts.out_dir).is_empty(), "plan wrote packages");
+    let json = serde_json::to_value(&plan).unwrap();
+    for (i, arch) in ["amd64", "arm64", "s390x"].iter().enumerate() {
+        assert_eq!(json[i]["arch"], *arch);
+        let runc = &json[i]["tree"]["entries"]["usr/sbin/runc"];
+        assert_eq!(runc["mode"], "0755");
+        assert_eq!(runc["elf"]["linkage"], "static");
+        assert_eq!(
+            runc["source"]["staged"]["origin"],
+            format!(
+                "runc.{}",
+                DebArch::ALL
+                    .iter()
+                    .find(|a| a.as_str() == *arch)
+                    .unwrap()
+                    .go_arch()
+            )
+        );
+        assert_eq!(
+            json[i]["tree"]["entries"]["etc/crictl.yaml"]["mode"],
+            "0644"
+        );
+    }
+
+    let built = build(&f.stack(ALL), &opts, &Quiet).unwrap();
+    let names: Vec<_> = built
+        .iter()
+        .map(|b| b.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "containerd-stack_2.3.4-1_amd64.deb",
+            "containerd-stack_2.3.4-1_arm64.deb",
+            "containerd-stack_2.3.4-1_s390x.deb"
+        ]
+    );
+    for b in &built {
+        let deb = read_deb(&b.path).unwrap();
+        assert_eq!(deb.control_fields()["Architecture"], b.arch.as_str());
+        let runc = deb.data_entry("./usr/sbin/runc").unwrap();
+        let expected = f.release.asset_bytes(ComponentKind::Runc, b.arch);
+        assert_eq!(runc.content.as_deref(), Some(&expected[..]));
+    }
+}
