@@ -17,6 +17,7 @@ use crate::fetch::{hash_file, FetchOptions, Fetcher};
 use crate::layout::{FhsTree, Node, Source};
 use crate::listener::{Event, Listener};
 use crate::render::{rfc2822, Renderer};
+use crate::sign::Signer;
 use crate::stack::{ComponentKind, Sha256, Stack};
 use crate::unpack::{self, StagedProgram, MAX_UNPACKED_BYTES};
 
@@ -36,6 +37,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
     /// Compression threads.
     pub threads: u32,
+    /// Adds a debsigs `_gpgorigin` signature to each package.
+    pub signer: Option<std::sync::Arc<Signer>>,
 }
 
 /// A finished package.
@@ -363,6 +366,7 @@ fn write_package(
     writer.assemble(
         &control_member,
         &mut data,
+        opts.signer.as_deref(),
         std::io::BufWriter::new(out.as_file_mut()),
         &out_path,
     )?;

@@ -14,8 +14,10 @@ pub mod layout;
 pub mod listener;
 pub mod lock;
 pub mod render;
+pub mod sign;
 pub mod stack;
 pub mod unpack;
+pub mod verify;
 
 pub use arch::DebArch;
 pub use build::{build, BuildOptions, BuiltDeb};

@@ -250,8 +250,8 @@ pub fn parse_keyring(bytes: &[u8]) -> Result<Vec<SignedPublicKey>> {
                     .ok_or_else(|| {
                         Error::Usage("keyring: an armoured key block is not terminated".into())
                     })?;
-                let (key, _) =
-                    SignedPublicKey::from_armor_single(&rest.as_bytes()[start..end]).map_err(bad)?;
+                let (key, _) = SignedPublicKey::from_armor_single(&rest.as_bytes()[start..end])
+                    .map_err(bad)?;
                 keys.push(key);
                 rest = &rest[end..];
             }

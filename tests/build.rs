@@ -50,6 +50,7 @@ impl Fixture {
             level: 6,
             source_date_epoch: None,
             threads: 2,
+            signer: None,
         }
     }
 

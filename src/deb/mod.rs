@@ -15,6 +15,7 @@ use md5::{Digest, Md5};
 
 use crate::error::{Error, IoContext, Result};
 use crate::layout::{FhsTree, Node, Source};
+use crate::sign::Signer;
 use compress::Compression;
 use tar::TarWriter;
 
@@ -150,9 +151,23 @@ impl DebWriter {
         &self,
         control: &[u8],
         data: &mut DataMember,
+        signer: Option<&Signer>,
         out: impl Write,
         out_path: &Path,
     ) -> Result<()> {
+        // debsigs' `_gpgorigin`: a detached signature over the three members' contents,
+        // concatenated without their ar headers.
+        let signature = match signer {
+            Some(s) => {
+                let signed = (&b"2.0\n"[..])
+                    .chain(control)
+                    .chain((&mut data.file).take(data.size));
+                let sig = s.detached(signed, self.mtime)?;
+                data.file.rewind().at(out_path)?;
+                Some(sig)
+            }
+            None => None,
+        };
         let mut ar = ::ar::Builder::new(out);
         let mut append = |name: String, size: u64, reader: &mut dyn Read| {
             let mut h = ::ar::Header::new(name.into_bytes(), size);
@@ -174,6 +189,9 @@ impl DebWriter {
             size,
             &mut (&mut data.file).take(size),
         )?;
+        if let Some(sig) = signature {
+            append("_gpgorigin".into(), sig.len() as u64, &mut &sig[..])?;
+        }
         ar.into_inner().at(out_path)?.flush().at(out_path)
     }
 }

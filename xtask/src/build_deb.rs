@@ -9,6 +9,7 @@ use clap::Parser;
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::{Event, Listener};
+use containerd_stack::sign::Signer;
 use containerd_stack::{build, BuildOptions, DebArch, Stack};
 
 #[derive(Parser)]
@@ -38,6 +39,12 @@ pub struct Args {
     /// Compression level; default: 6 for xz, 19 for zstd, 9 for gzip.
     #[arg(long, value_name = "N")]
     level: Option<u32>,
+    /// Sign each package (debsigs `_gpgorigin`) with this armoured secret key.
+    #[arg(long, value_name = "FILE")]
+    sign_key: Option<PathBuf>,
+    /// The signing key's passphrase, on the first line of this file.
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    sign_passphrase_file: Option<PathBuf>,
     /// Fetch, check and lay out, then print the plan as JSON instead of writing packages.
     #[arg(long)]
     dry_run: bool,
@@ -74,6 +81,14 @@ pub fn run(args: Args) -> Result<()> {
         level,
         source_date_epoch,
         threads,
+        signer: match &args.sign_key {
+            Some(key) => Some(std::sync::Arc::new(Signer::load_file(
+                key,
+                args.sign_passphrase_file.as_deref(),
+                now(),
+            )?)),
+            None => None,
+        },
     };
     let listener = Terminal::new();
     if args.dry_run {
@@ -96,6 +111,13 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The current time, for checking that a key has not expired (never written anywhere).
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `--arch` values: Debian names, or `all` for every architecture the stack pins.
