@@ -15,10 +15,38 @@ use crate::error::{Error, IoContext, Result};
 use crate::listener::{Event, Listener};
 use crate::stack::Sha256;
 
-/// No release asset we package comes near this; a larger body is refused, not stored.
-pub const MAX_ASSET_BYTES: u64 = 1 << 30;
+/// How long and how much a download may take before it is given up.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// No release asset we package comes near the default of 1 GiB; a larger body is
+    /// refused, not stored.
+    pub max_bytes: u64,
+    /// Tries per download; only network and server errors are retried.
+    pub attempts: u32,
+    /// Wait before the second try; doubled for each one after.
+    pub backoff: Duration,
+    pub connect_timeout: Duration,
+    /// The longest a single read may wait for a byte.
+    pub read_timeout: Duration,
+    /// A transfer that receives fewer than `stall_min_bytes` in any `stall_window` is
+    /// stalled (a server dripping a byte a second never trips `read_timeout`).
+    pub stall_window: Duration,
+    pub stall_min_bytes: u64,
+}
 
-const ATTEMPTS: u32 = 3;
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 1 << 30,
+            attempts: 3,
+            backoff: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            stall_window: Duration::from_secs(60),
+            stall_min_bytes: 16 * 1024,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
@@ -32,6 +60,7 @@ pub struct FetchOptions {
 /// Fetches artifacts through the cache.
 pub struct Fetcher {
     opts: FetchOptions,
+    limits: Limits,
     client: reqwest::blocking::Client,
 }
 
@@ -51,16 +80,22 @@ impl Fetcher {
                 )));
             }
         }
-        let client = reqwest::blocking::Client::builder()
-            .user_agent(concat!("containerd-stack/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            // In the blocking client this bounds each read, so a stalled server is
-            // noticed without limiting how long a large download may take.
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))?;
-        Ok(Fetcher { opts, client })
+        let limits = Limits::default();
+        let client = http_client(&limits)?;
+        Ok(Fetcher {
+            opts,
+            limits,
+            client,
+        })
+    }
+
+    /// The same fetcher with other limits.
+    pub fn with_limits(self, limits: Limits) -> Result<Fetcher> {
+        Ok(Fetcher {
+            client: http_client(&limits)?,
+            limits,
+            opts: self.opts,
+        })
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -114,9 +149,9 @@ impl Fetcher {
         fs::create_dir_all(&sha_dir).at(&sha_dir)?;
 
         let mut last_err = None;
-        for attempt in 0..ATTEMPTS {
+        for attempt in 0..self.limits.attempts.max(1) {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_millis(500 << attempt));
+                std::thread::sleep(self.limits.backoff * (1 << (attempt - 1)));
             }
             // The temporary file is deleted on every early return: nothing of a failed
             // attempt stays in the cache.
@@ -130,6 +165,7 @@ impl Fetcher {
                     tmp.as_file_mut(),
                     &url,
                     artifact,
+                    &self.limits,
                     listener,
                 ),
                 Source::Http(url) => self.download(url, tmp.as_file_mut(), artifact, listener),
@@ -184,10 +220,11 @@ impl Fetcher {
                 Attempt::Final(e)
             });
         }
+        let max = self.limits.max_bytes;
         if let Some(len) = resp.content_length() {
-            if len > MAX_ASSET_BYTES {
+            if len > max {
                 return Err(Attempt::Final(fail(format!(
-                    "announces {len} bytes, more than the {MAX_ASSET_BYTES} an asset may have"
+                    "announces {len} bytes, more than the {max} an asset may have"
                 ))));
             }
         }
@@ -196,9 +233,7 @@ impl Fetcher {
             name: artifact.file_name.clone(),
             total: resp.content_length(),
         });
-        copy_hashing(resp, out, &final_url, artifact, listener).map_err(|e| match e {
-            Attempt::Final(e) | Attempt::Retry(e) => Attempt::Retry(e),
-        })
+        copy_hashing(resp, out, &final_url, artifact, &self.limits, listener)
     }
 
     /// A small file that no pin covers (a checksum file, a keyring), read into memory and
@@ -226,9 +261,9 @@ impl Fetcher {
             ));
         } else {
             let mut last = None;
-            for attempt in 0..ATTEMPTS {
+            for attempt in 0..self.limits.attempts.max(1) {
                 if attempt > 0 {
-                    std::thread::sleep(Duration::from_millis(500 << attempt));
+                    std::thread::sleep(self.limits.backoff * (1 << (attempt - 1)));
                 }
                 match self.client.get(&url).send() {
                     Ok(resp) if resp.status().is_success() => {
@@ -280,29 +315,37 @@ fn copy_hashing(
     out: &mut File,
     url: &str,
     artifact: &Artifact,
+    limits: &Limits,
     listener: &dyn Listener,
 ) -> Result<Sha256, Attempt> {
+    let fail = |message: String| Error::Fetch {
+        url: url.to_owned(),
+        message,
+    };
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
+    let mut window = (std::time::Instant::now(), 0u64);
     loop {
         let n = match from.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Attempt::Retry(Error::Fetch {
-                    url: url.to_owned(),
-                    message: format!("reading the body failed after {total} bytes: {e}"),
-                }))
+                let e = std::error::Error::source(&e)
+                    .map(|s| format!("{e}: {s}"))
+                    .unwrap_or_else(|| e.to_string());
+                return Err(Attempt::Retry(fail(format!(
+                    "reading the body failed after {total} bytes: {e}"
+                ))));
             }
         };
         total += n as u64;
-        if total > MAX_ASSET_BYTES {
-            return Err(Attempt::Final(Error::Fetch {
-                url: url.to_owned(),
-                message: format!("body exceeds {MAX_ASSET_BYTES} bytes; refusing it"),
-            }));
+        if total > limits.max_bytes {
+            return Err(Attempt::Final(fail(format!(
+                "body exceeds {} bytes; refusing it",
+                limits.max_bytes
+            ))));
         }
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(|e| {
@@ -311,12 +354,34 @@ fn copy_hashing(
                 source: e,
             })
         })?;
+        if window.0.elapsed() >= limits.stall_window {
+            if total - window.1 < limits.stall_min_bytes {
+                return Err(Attempt::Retry(fail(format!(
+                    "transfer stalled: {} bytes in the last {} s",
+                    total - window.1,
+                    limits.stall_window.as_secs_f64()
+                ))));
+            }
+            window = (std::time::Instant::now(), total);
+        }
         listener.event(Event::DownloadProgress {
             name: artifact.file_name.clone(),
             bytes: total,
         });
     }
     Ok(Sha256::from_digest(&hasher.finalize()))
+}
+
+fn http_client(limits: &Limits) -> Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .user_agent(concat!("containerd-stack/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(limits.connect_timeout)
+        // In the blocking client this bounds each read, so a stalled server is noticed
+        // without limiting how long a large download may take.
+        .timeout(limits.read_timeout)
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
 }
 
 /// The sha256 of a file, streamed.

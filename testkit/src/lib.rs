@@ -6,5 +6,5 @@ pub mod mirror;
 pub mod openpgp;
 pub mod upstream;
 
-pub use mirror::Mirror;
+pub use mirror::{Fault, Mirror};
 pub use upstream::{elf_program, FakeRelease};

@@ -11,10 +11,29 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// A way to misbehave when serving a path, as real networks and servers do.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status and an empty body.
+    Status(u16),
+    /// Announce the full length, send this many bytes, then reset the connection.
+    ResetAfter(usize),
+    /// Announce the full length, send this many bytes, then close normally.
+    Truncate(usize),
+    /// The right length, but every byte flipped.
+    Corrupt,
+    /// One byte per interval.
+    Drip(Duration),
+    /// No Content-Length, and this many bytes after the real body.
+    Oversize(u64),
+}
+
 #[derive(Default)]
 struct State {
     requests: Vec<String>,
     redirects: BTreeMap<String, String>,
+    /// Per path: faults to apply to the next requests, in order.
+    faults: BTreeMap<String, Vec<Fault>>,
 }
 
 pub struct Mirror {
@@ -67,6 +86,19 @@ impl Mirror {
         self.state.lock().unwrap().requests.clone()
     }
 
+    /// The next `times` requests for `path` misbehave as `fault`; later ones are served
+    /// normally.
+    pub fn fail(&self, path: &str, fault: Fault, times: usize) {
+        let mut s = self.state.lock().unwrap();
+        let queue = s.faults.entry(path.to_owned()).or_default();
+        queue.extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// How many requests asked for `path`.
+    pub fn count(&self, path: &str) -> usize {
+        self.requests().iter().filter(|r| *r == path).count()
+    }
+
     /// Answers `path` with a 302 to `location`.
     pub fn redirect(&self, path: &str, location: &str) {
         self.state
@@ -101,11 +133,22 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let path = target.split('?').next().unwrap_or("/").to_owned();
-    let redirect = {
+    let (redirect, fault) = {
         let mut s = state.lock().unwrap();
         s.requests.push(path.clone());
-        s.redirects.get(&path).cloned()
+        let fault = match s.faults.get_mut(&path) {
+            Some(q) if !q.is_empty() => Some(q.remove(0)),
+            _ => None,
+        };
+        (s.redirects.get(&path).cloned(), fault)
     };
+    if let Some(Fault::Status(code)) = fault {
+        write!(
+            stream,
+            "HTTP/1.1 {code} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return stream.shutdown(Shutdown::Both);
+    }
     if let Some(location) = redirect {
         write!(
             stream,
@@ -116,19 +159,50 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
     let file = safe_join(root, &path).and_then(|p| std::fs::File::open(p).ok());
     match (method, file) {
         ("GET" | "HEAD", Some(mut f)) if f.metadata()?.is_file() => {
-            let len = f.metadata()?.len();
+            let mut body = Vec::new();
+            f.read_to_end(&mut body)?;
+            let len = body.len();
+            let length_header = match fault {
+                Some(Fault::Oversize(_)) => String::new(),
+                _ => format!("Content-Length: {len}\r\n"),
+            };
             write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{length_header}Connection: close\r\n\r\n"
             )?;
             if method == "GET" {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let n = f.read(&mut buf)?;
-                    if n == 0 {
-                        break;
+                match fault {
+                    None | Some(Fault::Status(_)) => stream.write_all(&body)?,
+                    Some(Fault::Truncate(n)) => stream.write_all(&body[..n.min(len)])?,
+                    Some(Fault::ResetAfter(n)) => {
+                        stream.write_all(&body[..n.min(len)])?;
+                        stream.flush()?;
+                        reset(&stream);
+                        return Ok(());
                     }
-                    stream.write_all(&buf[..n])?;
+                    Some(Fault::Corrupt) => {
+                        let flipped: Vec<u8> = body.iter().map(|b| !b).collect();
+                        stream.write_all(&flipped)?;
+                    }
+                    Some(Fault::Drip(every)) => {
+                        for b in &body {
+                            stream.write_all(std::slice::from_ref(b))?;
+                            stream.flush()?;
+                            std::thread::sleep(every);
+                        }
+                    }
+                    Some(Fault::Oversize(extra)) => {
+                        stream.write_all(&body)?;
+                        let chunk = vec![0u8; 64 * 1024];
+                        let mut left = extra;
+                        while left > 0 {
+                            let n = left.min(chunk.len() as u64) as usize;
+                            if stream.write_all(&chunk[..n]).is_err() {
+                                return Ok(());
+                            }
+                            left -= n as u64;
+                        }
+                    }
                 }
             }
         }
@@ -141,6 +215,25 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
     }
     stream.flush()?;
     stream.shutdown(Shutdown::Both)
+}
+
+/// Closes with a TCP reset (SO_LINGER 0), as a dropped connection looks to the client.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket descriptor and a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 fn safe_join(root: &Path, url_path: &str) -> Option<PathBuf> {
