@@ -80,6 +80,7 @@ const OK: &[u8] = b"\x7fELF program";
 
 fn good_files() -> Vec<E<'static>> {
     vec![
+        E::Dir("bin/"),
         E::File(b"bin/containerd", OK),
         E::File(b"bin/containerd-shim-runc-v2", OK),
         E::File(b"bin/ctr", OK),
@@ -125,7 +126,7 @@ impl Run {
     }
 
     fn err(&self, mut entries: Vec<E>, entry: &str, message: &str) {
-        entries.splice(0..0, good_files().into_iter().take(1));
+        entries.splice(0..0, good_files().into_iter().take(2));
         let err = self.unpack(&entries, 1 << 30).unwrap_err();
         assert!(
             err.starts_with(&format!("{NAME}: entry {entry}: ")),
@@ -285,7 +286,7 @@ fn a_decompression_bomb_is_capped() {
 #[test]
 fn a_missing_program_is_named() {
     let r = Run::new();
-    let err = r.unpack(&good_files()[..2], 1 << 30).unwrap_err();
+    let err = r.unpack(&good_files()[..3], 1 << 30).unwrap_err();
     assert_eq!(
         err,
         format!("{NAME}: entry bin/ctr: expected program is missing from the archive")
