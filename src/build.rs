@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::arch::DebArch;
 use crate::artifact::Artifact;
+use crate::atomic::AtomicFile;
 use crate::deb::compress::{gzip_bytes, Compression};
 use crate::deb::{ControlFiles, DebWriter};
 use crate::elf::{self, Linkage};
@@ -355,30 +356,17 @@ fn write_package(
         &data.md5sums,
     )?;
 
-    // Written next to its final name and renamed into place: `out` never holds a partial
-    // package, whatever fails or is killed.
-    let mut out = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".partial")
-        .tempfile_in(&opts.out_dir)
-        .at(&opts.out_dir)?;
-    let out_path = out.path().to_owned();
+    // Nameless in `out` until complete, then linked into place: `out` never holds a
+    // partial package, whatever fails or is killed.
+    let mut out = AtomicFile::new_in(&opts.out_dir, 0o644)?;
     writer.assemble(
         &control_member,
         &mut data,
         opts.signer.as_deref(),
-        std::io::BufWriter::new(out.as_file_mut()),
-        &out_path,
+        std::io::BufWriter::new(out.file()),
+        &final_path,
     )?;
-    // tempfile creates 0600; a package is meant to be read by apt's unprivileged user.
-    out.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .at(&out_path)?;
-    out.as_file().sync_all().at(&out_path)?;
-    out.persist(&final_path).map_err(|e| Error::Io {
-        path: final_path.clone(),
-        source: e.error,
-    })?;
+    out.persist(&final_path)?;
     drop(data_tmp);
     drop(staging);
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256 as Hasher};
 
 use crate::artifact::{Artifact, GITHUB};
+use crate::atomic::AtomicFile;
 use crate::error::{Error, IoContext, Result};
 use crate::listener::{Event, Listener};
 use crate::stack::Sha256;
@@ -143,8 +144,6 @@ impl Fetcher {
             None => Source::Http(url.clone()),
         };
 
-        let tmp_dir = self.opts.cache_dir.join("tmp");
-        fs::create_dir_all(&tmp_dir).at(&tmp_dir)?;
         let sha_dir = self.opts.cache_dir.join("sha256");
         fs::create_dir_all(&sha_dir).at(&sha_dir)?;
 
@@ -153,30 +152,23 @@ impl Fetcher {
             if attempt > 0 {
                 std::thread::sleep(self.limits.backoff * (1 << (attempt - 1)));
             }
-            // The temporary file is deleted on every early return: nothing of a failed
-            // attempt stays in the cache.
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".partial-")
-                .tempfile_in(&tmp_dir)
-                .at(&tmp_dir)?;
+            // A nameless file until the hash matches: a failed or killed attempt leaves
+            // nothing in the cache.
+            let mut tmp = AtomicFile::new_in(&sha_dir, 0o644)?;
             let outcome = match &source {
                 Source::File(path) => copy_hashing(
                     File::open(path).at(path)?,
-                    tmp.as_file_mut(),
+                    tmp.file(),
                     &url,
                     artifact,
                     &self.limits,
                     listener,
                 ),
-                Source::Http(url) => self.download(url, tmp.as_file_mut(), artifact, listener),
+                Source::Http(url) => self.download(url, tmp.file(), artifact, listener),
             };
             match outcome {
                 Ok(actual) if actual == artifact.sha256 => {
-                    tmp.as_file().sync_all().at(tmp.path())?;
-                    tmp.persist(&cached).map_err(|e| Error::Io {
-                        path: cached.clone(),
-                        source: e.error,
-                    })?;
+                    tmp.persist(&cached)?;
                     listener.event(Event::DownloadFinished {
                         name: artifact.file_name.clone(),
                     });

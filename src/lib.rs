@@ -5,6 +5,7 @@
 
 pub mod arch;
 pub mod artifact;
+pub mod atomic;
 pub mod build;
 pub mod deb;
 pub mod elf;
