@@ -1,31 +1,44 @@
 //! `build-deb`: stack manifest → fetch → unpack → ELF check → layout → render → deb.
-//! One call builds one package per requested architecture; the finished file appears in the
-//! output directory by an atomic rename, so a failed build leaves nothing there.
+//! One call builds one package per requested architecture, several at once. The slow steps
+//! are cached by what they depend on (see [`crate::cache`]): the analysis of the upstream
+//! assets by their hashes, the compressed data member by the whole data tree, and the
+//! finished package by that plus the control member — so a rebuild with nothing changed
+//! only re-hashes the package in `--out`, and a template change rebuilds only what it
+//! touches. The finished file appears in `--out` whole or not at all.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use md5::Digest;
+use serde::{Deserialize, Serialize};
 
 use crate::arch::DebArch;
 use crate::artifact::Artifact;
 use crate::atomic::AtomicFile;
+use crate::cache::BuildCache;
+use crate::context::{control_paragraph, TemplateContext};
 use crate::deb::compress::{gzip_bytes, Compression};
-use crate::deb::{ControlFiles, DebWriter};
+use crate::deb::{ControlFiles, DataMember, DebWriter};
 use crate::elf::{self, Linkage};
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::{hash_file, FetchOptions, Fetcher};
-use crate::layout::{FhsTree, Node, Source};
+use crate::layout::{FhsTree, FileNode, Node, Source};
 use crate::listener::{Event, Listener};
 use crate::render::{rfc2822, Renderer};
 use crate::sign::Signer;
 use crate::stack::{ComponentKind, Sha256, Stack};
-use crate::unpack::{self, StagedProgram, MAX_UNPACKED_BYTES};
+use crate::unpack::{self, MAX_UNPACKED_BYTES};
+
+pub use crate::context::render_template;
 
 /// Maintainer scripts, rendered from the template of the same name when there is one.
 pub const MAINTAINER_SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postrm", "config"];
 /// Other control files rendered from templates (debconf's `templates`).
 pub const CONTROL_EXTRAS: &[&str] = &["templates"];
+
+/// Bumped whenever the layout or the analysis changes meaning, so old cache entries are
+/// not reused by a newer tool.
+const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-1");
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -50,6 +63,19 @@ pub struct BuiltDeb {
     pub size: u64,
     pub sha256: Sha256,
     pub tree: FhsTree,
+    /// How much of the build cache was reused.
+    pub reuse: Reuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reuse {
+    /// Built from scratch.
+    Nothing,
+    /// The compressed data member was reused; only the control member was rebuilt.
+    DataMember,
+    /// The package already in `--out` is the one these inputs make, proven by its hash.
+    Package,
 }
 
 /// A package ready to be written: its tree, control file and scripts, all decided. This is
@@ -65,15 +91,46 @@ pub struct PreparedPackage {
     pub scripts: Vec<(String, String)>,
     #[serde(skip)]
     pub extra: Vec<(String, String)>,
-    /// Holds the staged upstream files the tree points at.
+    #[serde(skip)]
+    artifacts: Vec<Artifact>,
+    /// The cache key of the assets' analysis.
+    #[serde(skip)]
+    analysis_key: String,
+    /// Holds the staged upstream files the tree points at; empty until they are needed
+    /// when the analysis came from the cache.
     #[serde(skip)]
     staging: tempfile::TempDir,
+    #[serde(skip)]
+    staged: bool,
+}
+
+/// What the slow part of preparing an architecture found, cached by the assets' hashes:
+/// each program's place, size, md5 and ELF findings, and the newest mtime upstream used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Analysis {
+    mtime: Option<u64>,
+    programs: Vec<Program>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Program {
+    /// Installed path, relative to `/`.
+    dest: String,
+    /// Where it is staged, relative to the staging directory.
+    staged: String,
+    origin: String,
+    size: u64,
+    md5: String,
+    elf: Linkage,
+    /// The entry's mtime in its archive, if it has one.
+    mtime: Option<u64>,
 }
 
 /// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`.
 pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
-    for_each_arch(stack, opts, listener, |prepared, threads| {
-        write_package(prepared?, opts, threads, listener)
+    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    for_each_arch(stack, opts, &fetcher, listener, |prepared, threads| {
+        write_package(prepared?, opts, threads, &fetcher, listener)
     })
 }
 
@@ -83,7 +140,8 @@ pub fn plan(
     opts: &BuildOptions,
     listener: &dyn Listener,
 ) -> Result<Vec<PreparedPackage>> {
-    for_each_arch(stack, opts, listener, |prepared, _| prepared)
+    let fetcher = Fetcher::new(opts.fetch.clone())?;
+    for_each_arch(stack, opts, &fetcher, listener, |prepared, _| prepared)
 }
 
 /// Prepares each architecture on a pool of workers and hands the result to `finish`, with
@@ -92,6 +150,7 @@ pub fn plan(
 fn for_each_arch<T: Send>(
     stack: &Stack,
     opts: &BuildOptions,
+    fetcher: &Fetcher,
     listener: &dyn Listener,
     finish: impl Fn(Result<PreparedPackage>, u32) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
@@ -101,7 +160,6 @@ fn for_each_arch<T: Send>(
     let mut arches = opts.arches.clone();
     arches.sort();
     arches.dedup();
-    let fetcher = Fetcher::new(opts.fetch.clone())?;
     let renderer = Renderer::new()?;
     let workers = (opts.threads.max(1) as usize).min(arches.len());
     let threads = (opts.threads / workers as u32).max(1);
@@ -113,7 +171,7 @@ fn for_each_arch<T: Send>(
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&arch) = arches.get(i) else { break };
-                let prepared = prepare(stack, arch, opts, &fetcher, &renderer, listener);
+                let prepared = prepare(stack, arch, opts, fetcher, &renderer, listener);
                 *results[i].lock().unwrap() = Some(finish(prepared, threads));
             });
         }
@@ -157,19 +215,7 @@ fn prepare(
     listener: &dyn Listener,
 ) -> Result<PreparedPackage> {
     let artifacts = artifacts(stack, arch, listener)?;
-
-    // Downloads run side by side; each one is verified before anything reads it.
-    let assets: Vec<PathBuf> = std::thread::scope(|s| {
-        let handles: Vec<_> = artifacts
-            .iter()
-            .map(|a| s.spawn(move || fetcher.fetch(a, listener)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("fetch thread panicked"))
-            .collect::<Result<Vec<_>>>()
-    })?;
-
+    let cache = BuildCache::new(fetcher.cache_dir());
     let staging_root = fetcher.cache_dir().join("staging");
     fs::create_dir_all(&staging_root).at(&staging_root)?;
     let staging = tempfile::Builder::new()
@@ -177,55 +223,38 @@ fn prepare(
         .tempdir_in(&staging_root)
         .at(&staging_root)?;
 
-    let mut staged: Vec<(ComponentKind, Vec<StagedProgram>)> = Vec::new();
-    for (artifact, asset) in artifacts.iter().zip(&assets) {
-        listener.event(Event::Step(format!("unpacking {}", artifact.file_name)));
-        let dir = staging.path().join(artifact.component.key());
-        let programs = unpack::unpack(artifact, asset, &dir, MAX_UNPACKED_BYTES)?;
-        staged.push((artifact.component, programs));
+    let mut key_parts: Vec<Vec<u8>> = vec![
+        CACHE_SCHEMA.into(),
+        arch.as_str().into(),
+        stack.settings.cni_bin_dir.clone().into(),
+    ];
+    for a in &artifacts {
+        key_parts.push(format!("{}\0{}\0{}", a.component, a.file_name, a.sha256).into());
     }
-
-    let mtime = match opts.source_date_epoch {
-        Some(t) => t,
-        None => staged
-            .iter()
-            .flat_map(|(_, ps)| ps.iter().filter_map(|p| p.mtime))
-            .max()
-            .unwrap_or(0),
+    let analysis_key = BuildCache::key(&key_parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    let (analysis, staged) = match cache.record::<Analysis>("analysis", &analysis_key) {
+        Some(a) => (a, false),
+        None => {
+            let a = analyse(stack, arch, &artifacts, staging.path(), fetcher, listener)?;
+            cache.store_record("analysis", &analysis_key, &a)?;
+            (a, true)
+        }
     };
+    let mtime = opts.source_date_epoch.or(analysis.mtime).unwrap_or(0);
 
     let mut tree = FhsTree::default();
-    let cni_dir = stack
-        .settings
-        .cni_bin_dir
-        .trim_start_matches('/')
-        .to_owned();
-    for (kind, programs) in &staged {
-        for p in programs {
-            let dest = match kind {
-                ComponentKind::Containerd | ComponentKind::Crictl => format!("usr/bin/{}", p.name),
-                ComponentKind::Runc => "usr/sbin/runc".to_owned(),
-                ComponentKind::CniPlugins => format!("{cni_dir}/{}", p.name),
-            };
-            let shown = format!(
-                "{} ({}, from {})",
-                dest,
-                arch,
-                artifact_name(&artifacts, *kind)
-            );
-            let linkage = elf::inspect(&p.path, &shown, arch)?;
-            let asset = artifact_name(&artifacts, *kind);
-            let origin = match asset == p.entry {
-                true => asset.to_owned(),
-                false => format!("{asset}:{}", p.entry),
-            };
-            let source = Source::Staged {
-                path: p.path.clone(),
-                origin,
-            };
-            let node = tree.add_file(&dest, 0o755, source, p.size)?;
-            node.elf = Some(linkage);
-        }
+    for p in &analysis.programs {
+        let node = FileNode {
+            mode: 0o755,
+            size: p.size,
+            md5: p.md5.clone(),
+            source: Source::Staged {
+                path: staging.path().join(&p.staged),
+                origin: p.origin.clone(),
+            },
+            elf: Some(p.elf.clone()),
+        };
+        tree.add_file(&p.dest, node)?;
     }
 
     let ctx = TemplateContext::new(stack, arch, &tree)?;
@@ -308,15 +337,112 @@ fn prepare(
         tree,
         scripts,
         extra,
+        artifacts,
+        analysis_key,
         staging,
+        staged,
     })
 }
 
-/// Writes a prepared package into `opts.out_dir`.
+/// Fetches the assets (side by side), unpacks each as soon as it is there, and checks every
+/// program's ELF header.
+fn analyse(
+    stack: &Stack,
+    arch: DebArch,
+    artifacts: &[Artifact],
+    staging: &Path,
+    fetcher: &Fetcher,
+    listener: &dyn Listener,
+) -> Result<Analysis> {
+    let cni_dir = stack
+        .settings
+        .cni_bin_dir
+        .trim_start_matches('/')
+        .to_owned();
+    let per_asset: Vec<Result<Vec<Program>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = artifacts
+            .iter()
+            .map(|a| {
+                let cni_dir = &cni_dir;
+                s.spawn(move || -> Result<Vec<Program>> {
+                    let mut out = Vec::new();
+                    for p in stage(a, staging, fetcher, listener)? {
+                        let dest = match a.component {
+                            ComponentKind::Containerd | ComponentKind::Crictl => {
+                                format!("usr/bin/{}", p.name)
+                            }
+                            ComponentKind::Runc => "usr/sbin/runc".to_owned(),
+                            ComponentKind::CniPlugins => format!("{cni_dir}/{}", p.name),
+                        };
+                        let shown = format!("{dest} ({arch}, from {})", a.file_name);
+                        let bytes = fs::read(&p.path).at(&p.path)?;
+                        let elf = elf::inspect_bytes(&bytes, &shown, arch)?;
+                        let origin = match a.file_name == p.entry {
+                            true => a.file_name.clone(),
+                            false => format!("{}:{}", a.file_name, p.entry),
+                        };
+                        let staged = p
+                            .path
+                            .strip_prefix(staging)
+                            .expect("unpacked inside staging")
+                            .to_string_lossy()
+                            .into_owned();
+                        let program = Program {
+                            dest,
+                            staged,
+                            origin,
+                            size: p.size,
+                            md5: hex::encode(md5::Md5::digest(&bytes)),
+                            elf,
+                            mtime: p.mtime,
+                        };
+                        out.push(program);
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("asset thread panicked"))
+            .collect()
+    });
+    let mut analysis = Analysis {
+        mtime: None,
+        programs: Vec::new(),
+    };
+    for programs in per_asset {
+        for program in programs? {
+            analysis.mtime = analysis.mtime.max(program.mtime);
+            analysis.programs.push(program);
+        }
+    }
+    Ok(analysis)
+}
+
+/// Fetches one asset (through the cache) and unpacks its programs into `staging`.
+fn stage(
+    a: &Artifact,
+    staging: &Path,
+    fetcher: &Fetcher,
+    listener: &dyn Listener,
+) -> Result<Vec<unpack::StagedProgram>> {
+    let asset = fetcher.fetch(a, listener)?;
+    listener.event(Event::Step(format!("unpacking {}", a.file_name)));
+    unpack::unpack(
+        a,
+        &asset,
+        &staging.join(a.component.key()),
+        MAX_UNPACKED_BYTES,
+    )
+}
+
+/// Writes a prepared package into `opts.out_dir`, reusing what the cache proves unchanged.
 fn write_package(
     prepared: PreparedPackage,
     opts: &BuildOptions,
     threads: u32,
+    fetcher: &Fetcher,
     listener: &dyn Listener,
 ) -> Result<BuiltDeb> {
     let PreparedPackage {
@@ -327,24 +453,18 @@ fn write_package(
         tree,
         scripts,
         extra,
+        artifacts,
+        analysis_key,
         staging,
+        staged,
     } = prepared;
+    let cache = BuildCache::new(fetcher.cache_dir());
     let writer = DebWriter {
         compression: opts.compression,
         level: opts.level,
         threads,
         mtime,
     };
-    fs::create_dir_all(&opts.out_dir).at(&opts.out_dir)?;
-    let final_path = opts.out_dir.join(&file_name);
-
-    listener.event(Event::Step(format!("compressing {file_name}")));
-    let data_tmp = tempfile::Builder::new()
-        .prefix(".data-")
-        .tempfile_in(staging.path())
-        .at(staging.path())?;
-    let data_path = data_tmp.path().to_owned();
-    let mut data = writer.write_data(&tree, data_tmp.reopen().at(&data_path)?, &data_path)?;
     let conffiles = tree.conffiles();
     let control_member = writer.write_control(
         &ControlFiles {
@@ -353,8 +473,76 @@ fn write_package(
             scripts: &scripts,
             extra: &extra,
         },
-        &data.md5sums,
+        &tree.md5sums(),
     )?;
+
+    let data_key = data_key(&analysis_key, &tree, &writer);
+    let signer = opts
+        .signer
+        .as_ref()
+        .map(|s| s.fingerprint())
+        .unwrap_or_default();
+    let package_key = BuildCache::key(&[data_key.as_bytes(), &control_member, signer.as_bytes()]);
+    fs::create_dir_all(&opts.out_dir).at(&opts.out_dir)?;
+    let final_path = opts.out_dir.join(&file_name);
+    let built = |reuse: Reuse, sha256: Sha256| -> Result<BuiltDeb> {
+        Ok(BuiltDeb {
+            arch,
+            size: fs::metadata(&final_path).at(&final_path)?.len(),
+            sha256,
+            path: final_path.clone(),
+            tree: tree.clone(),
+            reuse,
+        })
+    };
+
+    if let Some(recorded) = cache.record::<String>("packages", &package_key) {
+        if final_path.exists() && hash_file(&final_path)?.as_str() == recorded {
+            listener.event(Event::Step(format!("{file_name} is up to date")));
+            return built(Reuse::Package, hash_file(&final_path)?);
+        }
+    }
+
+    let member_kind = format!("data-{}", opts.compression.extension());
+    let (mut data, reuse) = match cache.blob(&member_kind, &data_key)? {
+        Some(blob) => {
+            let file = fs::File::open(&blob.path).at(&blob.path)?;
+            (
+                DataMember {
+                    file,
+                    size: blob.size,
+                },
+                Reuse::DataMember,
+            )
+        }
+        None => {
+            if !staged {
+                // The analysis came from the cache; the files themselves are needed now.
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = artifacts
+                        .iter()
+                        .map(|a| s.spawn(|| stage(a, staging.path(), fetcher, listener)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .try_for_each(|h| h.join().expect("asset thread panicked").map(drop))
+                })?;
+            }
+            listener.event(Event::Step(format!("compressing {file_name}")));
+            let mut blob = cache.new_blob(&member_kind)?;
+            let path = PathBuf::from(&member_kind);
+            let member = writer.write_data(&tree, blob.file(), &path)?;
+            let (file, _) = cache.store_blob(&member_kind, &data_key, blob, member.size)?;
+            (
+                DataMember {
+                    file,
+                    size: member.size,
+                },
+                Reuse::Nothing,
+            )
+        }
+    };
+    drop(staging);
 
     // Nameless in `out` until complete, then linked into place: `out` never holds a
     // partial package, whatever fails or is killed.
@@ -367,170 +555,31 @@ fn write_package(
         &final_path,
     )?;
     out.persist(&final_path)?;
-    drop(data_tmp);
-    drop(staging);
-
-    let size = fs::metadata(&final_path).at(&final_path)?.len();
-    Ok(BuiltDeb {
-        arch,
-        sha256: hash_file(&final_path)?,
-        path: final_path,
-        size,
-        tree,
-    })
+    let sha256 = hash_file(&final_path)?;
+    cache.store_record("packages", &package_key, &sha256.to_string())?;
+    built(reuse, sha256)
 }
 
-fn artifact_name(artifacts: &[Artifact], kind: ComponentKind) -> &str {
-    artifacts
-        .iter()
-        .find(|a| a.component == kind)
-        .map_or("?", |a| a.file_name.as_str())
-}
-
-/// Renders the one template `name` (a file of `debian-templates/` without `.hbs`) as the
-/// package of `stack` for `arch` with the files of `tree` would carry it, for tests that
-/// check a template on its own (maintainer scripts under shellcheck, say).
-pub fn render_template(stack: &Stack, arch: DebArch, tree: &FhsTree, name: &str) -> Result<String> {
-    Renderer::new()?.render(name, &TemplateContext::new(stack, arch, tree)?)
-}
-
-/// A control paragraph has no blank lines; the template's conditional lines may leave some.
-fn control_paragraph(rendered: &str) -> String {
-    let mut out: String = rendered
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| format!("{}\n", l.trim_end()))
-        .collect();
-    if out.is_empty() {
-        out.push('\n');
-    }
-    out
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ComponentCtx {
-    version: String,
-}
-
-/// What the templates see. Every field is always present (strict mode); optional
-/// components are `null`.
-#[derive(Debug, Clone, Serialize)]
-struct TemplateContext {
-    package: String,
-    version: String,
-    arch: DebArch,
-    maintainer: String,
-    installed_size: u64,
-    depends: String,
-    conflicts: String,
-    replaces: String,
-    provides: String,
-    containerd: ComponentCtx,
-    runc: ComponentCtx,
-    cni_plugins: Option<ComponentCtx>,
-    crictl: Option<ComponentCtx>,
-    cni_bin_dir: String,
-    cni_bin_dir_rel: String,
-    cni_in_opt: bool,
-    cni_bin_files: String,
-    cni_programs: Vec<String>,
-    static_programs: Vec<String>,
-    unowned_dirs: String,
-    date: String,
-    systemd_cgroup: bool,
-    sandbox_image: String,
-}
-
-impl TemplateContext {
-    fn new(stack: &Stack, arch: DebArch, tree: &FhsTree) -> Result<TemplateContext> {
-        let version_of = |k: ComponentKind| {
-            // A component is in the package only if it was pinned for this arch and shipped.
-            let c = stack.component(k)?;
-            let shipped = match k {
-                ComponentKind::CniPlugins => {
-                    let dir = format!("{}/", stack.settings.cni_bin_dir.trim_start_matches('/'));
-                    tree.files().any(|(p, _)| p.starts_with(&dir))
-                }
-                ComponentKind::Crictl => tree.entries.contains_key("usr/bin/crictl"),
-                _ => true,
-            };
-            shipped.then(|| ComponentCtx {
-                version: c.version.clone(),
-            })
-        };
-        let containerd = version_of(ComponentKind::Containerd).expect("required");
-        let runc = version_of(ComponentKind::Runc).expect("required");
-        let cni_plugins = version_of(ComponentKind::CniPlugins);
-        let crictl = version_of(ComponentKind::Crictl);
-
-        let programs: Vec<(&str, &Linkage)> = tree
-            .files()
-            .filter_map(|(p, f)| f.elf.as_ref().map(|l| (p, l)))
-            .collect();
-        let depends = elf::depends(programs.iter().copied())?.join(", ");
-        let static_programs = programs
-            .iter()
-            .filter(|(_, l)| **l == Linkage::Static)
-            .map(|(p, _)| (*p).to_owned())
-            .collect();
-
-        let upstream = stack.upstream_version();
-        let mut conflicts = vec![
-            "containerd".to_owned(),
-            "containerd.io".to_owned(),
-            "runc".to_owned(),
-        ];
-        let mut provides = vec![
-            format!("containerd (= {upstream})"),
-            format!("runc (= {})", runc.version.replace('-', "~")),
-        ];
-        if let Some(c) = &cni_plugins {
-            conflicts.push("kubernetes-cni".into());
-            provides.push(format!(
-                "kubernetes-cni (= {})",
-                c.version.replace('-', "~")
-            ));
+/// The key of a data member: the assets' analysis plus every path, mode and md5 of the tree,
+/// the one mtime, and how it is compressed.
+fn data_key(analysis_key: &str, tree: &FhsTree, writer: &DebWriter) -> String {
+    let mut listing = String::new();
+    for (path, node) in &tree.entries {
+        match node {
+            Node::Dir => listing.push_str(&format!("d {path}\n")),
+            Node::File(f) => {
+                listing.push_str(&format!("f {path} {:o} {} {}\n", f.mode, f.size, f.md5))
+            }
         }
-        if let Some(c) = &crictl {
-            conflicts.push("cri-tools".into());
-            provides.push(format!("cri-tools (= {})", c.version.replace('-', "~")));
-        }
-        let cni_bin_dir_rel = stack
-            .settings
-            .cni_bin_dir
-            .trim_start_matches('/')
-            .to_owned();
-        let cni_programs: Vec<String> = tree
-            .files()
-            .filter(|(p, _)| p.starts_with(&format!("{cni_bin_dir_rel}/")))
-            .map(|(p, _)| p.to_owned())
-            .collect();
-        Ok(TemplateContext {
-            package: stack.package.name.clone(),
-            version: stack.deb_version(),
-            arch,
-            maintainer: stack.package.maintainer.clone(),
-            installed_size: 0,
-            depends,
-            replaces: conflicts.join(", "),
-            conflicts: conflicts.join(", "),
-            provides: provides.join(", "),
-            containerd,
-            runc,
-            cni_in_opt: cni_bin_dir_rel.starts_with("opt/"),
-            cni_bin_files: format!("{cni_bin_dir_rel}/*"),
-            cni_bin_dir: stack.settings.cni_bin_dir.clone(),
-            cni_bin_dir_rel,
-            cni_programs,
-            cni_plugins,
-            crictl,
-            static_programs,
-            unowned_dirs: tree.unowned_parents().join(" "),
-            date: String::new(),
-            systemd_cgroup: stack.settings.systemd_cgroup,
-            sandbox_image: stack.settings.sandbox_image.clone(),
-        })
     }
+    BuildCache::key(&[
+        CACHE_SCHEMA.as_bytes(),
+        analysis_key.as_bytes(),
+        listing.as_bytes(),
+        &writer.mtime.to_le_bytes(),
+        writer.compression.extension().as_bytes(),
+        &writer.level.to_le_bytes(),
+    ])
 }
 
 /// The default cache directory: `$XDG_CACHE_HOME/containerd-stack`, else

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::arch::{DebArch, ElfIdent};
 use crate::error::{Error, IoContext, Result};
@@ -36,7 +36,7 @@ const SONAME_PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// What the ELF check found for one program.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "linkage", rename_all = "kebab-case")]
 pub enum Linkage {
     Static,

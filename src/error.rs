@@ -46,6 +46,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A file of an apt repository, or a package given to a publish, at fault.
+    #[error("{path}: {message}")]
+    Repo { path: PathBuf, message: String },
+
     #[error("{0}")]
     Usage(String),
 }

@@ -42,6 +42,7 @@ pub struct FileNode {
     #[serde(serialize_with = "serialize_mode")]
     pub mode: u32,
     pub size: u64,
+    pub md5: String,
     pub source: Source,
     /// What the ELF check found, for programs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,13 +63,7 @@ pub struct FhsTree {
 }
 
 impl FhsTree {
-    pub fn add_file(
-        &mut self,
-        path: &str,
-        mode: u32,
-        source: Source,
-        size: u64,
-    ) -> Result<&mut FileNode> {
+    pub fn add_file(&mut self, path: &str, node: FileNode) -> Result<()> {
         debug_assert!(!path.starts_with('/') && !path.contains(".."));
         let mut dir = String::new();
         for part in path.split('/').take(path.split('/').count() - 1) {
@@ -96,25 +91,29 @@ impl FhsTree {
                 "layout: two files would be installed as /{path}"
             )));
         }
-        self.entries.insert(
-            path.to_owned(),
-            Node::File(FileNode {
-                mode,
-                size,
-                source,
-                elf: None,
-            }),
-        );
-        match self.entries.get_mut(path) {
-            Some(Node::File(f)) => Ok(f),
-            _ => unreachable!("just inserted"),
-        }
+        self.entries.insert(path.to_owned(), Node::File(node));
+        Ok(())
     }
 
     pub fn add_inline(&mut self, path: &str, mode: u32, bytes: Vec<u8>) -> Result<()> {
-        let size = bytes.len() as u64;
-        self.add_file(path, mode, Source::Inline(bytes), size)
-            .map(|_| ())
+        use md5::Digest;
+        let node = FileNode {
+            mode,
+            size: bytes.len() as u64,
+            md5: hex::encode(md5::Md5::digest(&bytes)),
+            source: Source::Inline(bytes),
+            elf: None,
+        };
+        self.add_file(path, node)
+    }
+
+    /// `(md5, path)` for every file but the conffiles, which dpkg checks through
+    /// `conffiles` instead (as dh_md5sums does).
+    pub fn md5sums(&self) -> Vec<(String, String)> {
+        self.files()
+            .filter(|(p, _)| !p.starts_with("etc/"))
+            .map(|(p, f)| (f.md5.clone(), p.to_owned()))
+            .collect()
     }
 
     pub fn files(&self) -> impl Iterator<Item = (&str, &FileNode)> {

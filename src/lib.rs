@@ -7,6 +7,8 @@ pub mod arch;
 pub mod artifact;
 pub mod atomic;
 pub mod build;
+pub mod cache;
+mod context;
 pub mod deb;
 pub mod elf;
 pub mod error;

@@ -267,9 +267,54 @@ impl Signer {
             .map_err(pgp_err("armouring"))
     }
 
+    /// Detached signatures by every signer over `data`, in one ASCII-armoured block (apt's
+    /// `Release.gpg` while a key is being rotated: one good signature from a trusted key is
+    /// enough for apt).
+    pub fn detached_armored_many(signers: &[&Signer], data: &[u8], time: u64) -> Result<String> {
+        let sigs = signers
+            .iter()
+            .map(|s| {
+                let sig = s
+                    .config(SignatureType::Binary, time)?
+                    .sign(&s.key.primary_key, &s.password, data)
+                    .map_err(|e| s.err(e))?;
+                Ok(DetachedSignature::new(sig))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::new();
+        pgp::armor::write(
+            &sigs,
+            pgp::armor::BlockType::Signature,
+            &mut out,
+            None,
+            true,
+        )
+        .map_err(pgp_err("armouring the signatures"))?;
+        Ok(String::from_utf8(out).expect("armour is ASCII"))
+    }
+
     fn err(&self, e: pgp::errors::Error) -> Error {
         Error::Usage(format!("{}: signing failed: {e}", self.shown))
     }
+}
+
+/// The public keys of `signers` as one binary keyring (what apt's `Signed-By:` and gpgv's
+/// `--keyring` read) and as one ASCII-armoured block.
+pub fn public_keyring(signers: &[&Signer]) -> Result<(Vec<u8>, String)> {
+    let keys: Vec<SignedPublicKey> = signers.iter().map(|s| s.public_key()).collect();
+    let binary = keys
+        .to_bytes()
+        .map_err(pgp_err("serialising the public keys"))?;
+    let mut armored = Vec::new();
+    pgp::armor::write(
+        &keys,
+        pgp::armor::BlockType::PublicKey,
+        &mut armored,
+        None,
+        true,
+    )
+    .map_err(pgp_err("armouring the public keys"))?;
+    Ok((binary, String::from_utf8(armored).expect("armour is ASCII")))
 }
 
 /// The public key of a key file that holds either half, and its fingerprint.

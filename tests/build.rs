@@ -617,3 +617,64 @@ fn one_call_builds_every_requested_arch_and_plan_shows_elf_findings() {
         assert_eq!(runc.content.as_deref(), Some(&expected[..]));
     }
 }
+
+#[test]
+fn rebuilds_reuse_what_is_proven_unchanged() {
+    use containerd_stack::build::Reuse;
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let opts = f.opts(DebArch::Amd64, "cache");
+    let cold = f.build(ALL, &opts);
+    assert_eq!(cold.reuse, Reuse::Nothing);
+    let requests = f.mirror.requests().len();
+
+    // Nothing changed: the package in --out is proven by its hash and kept.
+    let again = f.build(ALL, &opts);
+    assert_eq!(again.reuse, Reuse::Package);
+    assert_eq!(again.sha256, cold.sha256);
+    assert_eq!(
+        f.mirror.requests().len(),
+        requests,
+        "an unchanged rebuild downloaded"
+    );
+
+    // A change that only touches the control member reuses the compressed data member.
+    let text = f
+        .release
+        .stack_toml(ALL)
+        .replace("pause:3.10.2", "pause:3.10.3");
+    let stack = Stack::parse(&text, Path::new("stack.toml")).unwrap();
+    let control_only = build(&stack, &opts, &Quiet).unwrap().remove(0);
+    assert_eq!(control_only.reuse, Reuse::DataMember);
+    assert_ne!(control_only.sha256, cold.sha256);
+    // ... and gives exactly the package a build without any cache gives.
+    let mut fresh = f.opts(DebArch::Amd64, "fresh");
+    fresh.out_dir = f.dir.path().join("out-fresh");
+    let uncached = build(&stack, &fresh, &Quiet).unwrap().remove(0);
+    assert_eq!(uncached.reuse, Reuse::Nothing);
+    assert_eq!(uncached.sha256, control_only.sha256);
+    let requests = f.mirror.requests().len();
+
+    // A package tampered with in --out is not trusted: it is rebuilt.
+    std::fs::write(&control_only.path, b"not a deb").unwrap();
+    let repaired = build(&stack, &opts, &Quiet).unwrap().remove(0);
+    assert_ne!(repaired.reuse, Reuse::Package);
+    assert_eq!(repaired.sha256, control_only.sha256);
+
+    // A corrupt cached data member is detected and rebuilt, not shipped.
+    let data_dir = opts.fetch.cache_dir.join("builds/data-xz");
+    for e in std::fs::read_dir(&data_dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none() {
+            std::fs::write(&p, b"garbage").unwrap();
+        }
+    }
+    std::fs::remove_file(&control_only.path).unwrap();
+    let rebuilt = build(&stack, &opts, &Quiet).unwrap().remove(0);
+    assert_eq!(rebuilt.reuse, Reuse::Nothing);
+    assert_eq!(rebuilt.sha256, control_only.sha256);
+    assert_eq!(
+        f.mirror.requests().len(),
+        requests,
+        "cached assets were downloaded again"
+    );
+}

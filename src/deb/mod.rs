@@ -1,7 +1,7 @@
 //! Writes `.deb` files: an ar archive of `debian-binary`, `control.tar.*` and `data.tar.*`,
 //! in that order, every byte determined by the inputs. The data member is streamed to a
-//! temporary file while each file's md5 is taken, so memory does not grow with the payload;
-//! the small control member is built after it, in memory.
+//! file, so memory does not grow with the payload; the small control member is built in
+//! memory, with the md5s the tree already carries.
 
 pub mod compress;
 pub mod read;
@@ -11,9 +11,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 
-use md5::{Digest, Md5};
-
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::layout::{FhsTree, Node, Source};
 use crate::sign::Signer;
 use compress::Compression;
@@ -29,12 +27,10 @@ pub struct DebWriter {
     pub mtime: u64,
 }
 
-/// The finished data member and what the control member needs to know of it.
+/// A finished data member, open for reading from its start.
 pub struct DataMember {
     pub file: File,
     pub size: u64,
-    /// `(md5 hex, path)` for every regular file, in archive order.
-    pub md5sums: Vec<(String, String)>,
 }
 
 /// The control member's files besides `md5sums`.
@@ -53,53 +49,42 @@ impl DebWriter {
     }
 
     /// Streams `tree` into a compressed tar in `tmp`.
-    pub fn write_data(&self, tree: &FhsTree, tmp: File, tmp_path: &Path) -> Result<DataMember> {
+    pub fn write_data(
+        &self,
+        tree: &FhsTree,
+        tmp: &mut File,
+        tmp_path: &Path,
+    ) -> Result<DataMember> {
         let compressor = self
             .compression
-            .writer(io::BufWriter::new(tmp), self.level, self.threads)
+            .writer(io::BufWriter::new(&mut *tmp), self.level, self.threads)
             .at(tmp_path)?;
         let mut tar = TarWriter::new(compressor, self.mtime);
         tar.dir("").at(tmp_path)?;
-        let mut md5sums = Vec::new();
         for (path, node) in &tree.entries {
             match node {
                 Node::Dir => tar.dir(path).at(tmp_path)?,
-                Node::File(f) => {
-                    let mut hasher = Md5::new();
-                    match &f.source {
-                        Source::Staged { path: src, .. } => {
-                            let file = File::open(src).at(src)?;
-                            let tee = HashingReader {
-                                inner: io::BufReader::with_capacity(1 << 20, file),
-                                hasher: &mut hasher,
-                            };
-                            tar.file(path, f.mode, f.size, tee).at(src)?;
-                        }
-                        Source::Inline(bytes) => {
-                            hasher.update(bytes);
-                            tar.file(path, f.mode, f.size, &bytes[..]).at(tmp_path)?;
-                        }
+                Node::File(f) => match &f.source {
+                    Source::Staged { path: src, .. } => {
+                        let file = File::open(src).at(src)?;
+                        let reader = io::BufReader::with_capacity(1 << 20, file);
+                        tar.file(path, f.mode, f.size, reader).at(src)?;
                     }
-                    if !path.starts_with("etc/") {
-                        // Like dh_md5sums: conffiles are checked through `conffiles`.
-                        md5sums.push((hex::encode(hasher.finalize()), path.clone()));
+                    Source::Inline(bytes) => {
+                        tar.file(path, f.mode, f.size, &bytes[..]).at(tmp_path)?
                     }
-                }
+                },
             }
         }
         let compressor = tar.finish().at(tmp_path)?;
-        let buf = compressor.finish().at(tmp_path)?;
-        let mut file = buf.into_inner().map_err(|e| Error::Io {
-            path: tmp_path.to_owned(),
-            source: e.into_error(),
-        })?;
-        file.flush().at(tmp_path)?;
-        let size = file.stream_position().at(tmp_path)?;
-        file.rewind().at(tmp_path)?;
+        let mut buf = compressor.finish().at(tmp_path)?;
+        buf.flush().at(tmp_path)?;
+        drop(buf);
+        let size = tmp.stream_position().at(tmp_path)?;
+        tmp.rewind().at(tmp_path)?;
         Ok(DataMember {
-            file,
+            file: tmp.try_clone().at(tmp_path)?,
             size,
-            md5sums,
         })
     }
 
@@ -193,18 +178,5 @@ impl DebWriter {
             append("_gpgorigin".into(), sig.len() as u64, &mut &sig[..])?;
         }
         ar.into_inner().at(out_path)?.flush().at(out_path)
-    }
-}
-
-struct HashingReader<'h, R> {
-    inner: R,
-    hasher: &'h mut Md5,
-}
-
-impl<R: Read> Read for HashingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }

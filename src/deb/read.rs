@@ -124,6 +124,49 @@ pub fn read_deb(path: &Path) -> Result<DebContents> {
     Ok(out)
 }
 
+/// The `control` file of a package, read without touching its data member, so indexing a
+/// package costs the same whatever its payload.
+pub fn read_control(path: &Path) -> Result<String> {
+    let shown = path.display().to_string();
+    let bad = |entry: &str, message: String| Error::Archive {
+        archive: shown.clone(),
+        entry: entry.to_owned(),
+        message,
+    };
+    let file = File::open(path).at(path)?;
+    let mut ar = ar::Archive::new(BufReader::new(file));
+    while let Some(member) = ar.next_entry() {
+        let mut member = member.map_err(|e| bad("(ar)", format!("not a valid ar archive: {e}")))?;
+        let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
+        let Some(ext) = name.strip_prefix("control.tar") else {
+            continue;
+        };
+        let ext = ext.to_owned();
+        let r = decompressor(&ext, &mut member, &name, &shown)?;
+        let mut tar = tar::Archive::new(r);
+        let unreadable = |e: io::Error| bad(&name, format!("unreadable tar: {e}"));
+        for entry in tar.entries().map_err(unreadable)? {
+            let entry = entry.map_err(unreadable)?;
+            if entry.path_bytes().as_ref() != b"./control"
+                && entry.path_bytes().as_ref() != b"control"
+            {
+                continue;
+            }
+            let mut text = String::new();
+            entry
+                .take(KEEP_BYTES)
+                .read_to_string(&mut text)
+                .map_err(|e| bad(&name, format!("control: {e}")))?;
+            return Ok(text);
+        }
+        return Err(bad(&name, "has no control file".into()));
+    }
+    Err(bad(
+        "control.tar",
+        "missing: this is not a Debian package".into(),
+    ))
+}
+
 fn decompressor<'a>(
     ext: &str,
     r: &'a mut dyn Read,

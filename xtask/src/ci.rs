@@ -8,12 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 /// Debian packages the tests use: dpkg-deb and lintian judge the packages, mmdebstrap and
-/// systemd-nspawn boot a Debian to install them into, shellcheck checks the maintainer
-/// scripts.
+/// systemd-nspawn boot a Debian to install them into (mount gives its chroot a /proc),
+/// shellcheck checks the maintainer scripts.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
     "mmdebstrap",
+    "mount",
     "systemd-container",
     "shellcheck",
     "ca-certificates",

@@ -1,0 +1,158 @@
+//! What the templates see: a typed context built from the stack and the laid-out tree
+//! (Depends from the ELF findings, Provides/Conflicts from what is shipped, the lintian
+//! overrides' file lists). Every field is always present, as strict mode requires.
+
+use serde::Serialize;
+
+use crate::arch::DebArch;
+use crate::elf::{self, Linkage};
+use crate::error::Result;
+use crate::layout::FhsTree;
+use crate::render::Renderer;
+use crate::stack::{ComponentKind, Stack};
+
+/// Renders the one template `name` (a file of `debian-templates/` without `.hbs`) as the
+/// package of `stack` for `arch` with the files of `tree` would carry it, for tests that
+/// check a template on its own (maintainer scripts under shellcheck, say).
+pub fn render_template(stack: &Stack, arch: DebArch, tree: &FhsTree, name: &str) -> Result<String> {
+    Renderer::new()?.render(name, &TemplateContext::new(stack, arch, tree)?)
+}
+
+/// A control paragraph has no blank lines; the template's conditional lines may leave some.
+pub(crate) fn control_paragraph(rendered: &str) -> String {
+    let mut out: String = rendered
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ComponentCtx {
+    version: String,
+}
+
+/// What the templates see. Every field is always present (strict mode); optional
+/// components are `null`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct TemplateContext {
+    pub(crate) package: String,
+    pub(crate) version: String,
+    pub(crate) arch: DebArch,
+    pub(crate) maintainer: String,
+    pub(crate) installed_size: u64,
+    pub(crate) depends: String,
+    pub(crate) conflicts: String,
+    pub(crate) replaces: String,
+    pub(crate) provides: String,
+    pub(crate) containerd: ComponentCtx,
+    pub(crate) runc: ComponentCtx,
+    pub(crate) cni_plugins: Option<ComponentCtx>,
+    pub(crate) crictl: Option<ComponentCtx>,
+    pub(crate) cni_bin_dir: String,
+    pub(crate) cni_bin_dir_rel: String,
+    pub(crate) cni_in_opt: bool,
+    pub(crate) cni_bin_files: String,
+    pub(crate) cni_programs: Vec<String>,
+    pub(crate) static_programs: Vec<String>,
+    pub(crate) unowned_dirs: String,
+    pub(crate) date: String,
+    pub(crate) systemd_cgroup: bool,
+    pub(crate) sandbox_image: String,
+}
+
+impl TemplateContext {
+    pub(crate) fn new(stack: &Stack, arch: DebArch, tree: &FhsTree) -> Result<TemplateContext> {
+        let version_of = |k: ComponentKind| {
+            // A component is in the package only if it was pinned for this arch and shipped.
+            let c = stack.component(k)?;
+            let shipped = match k {
+                ComponentKind::CniPlugins => {
+                    let dir = format!("{}/", stack.settings.cni_bin_dir.trim_start_matches('/'));
+                    tree.files().any(|(p, _)| p.starts_with(&dir))
+                }
+                ComponentKind::Crictl => tree.entries.contains_key("usr/bin/crictl"),
+                _ => true,
+            };
+            shipped.then(|| ComponentCtx {
+                version: c.version.clone(),
+            })
+        };
+        let containerd = version_of(ComponentKind::Containerd).expect("required");
+        let runc = version_of(ComponentKind::Runc).expect("required");
+        let cni_plugins = version_of(ComponentKind::CniPlugins);
+        let crictl = version_of(ComponentKind::Crictl);
+
+        let programs: Vec<(&str, &Linkage)> = tree
+            .files()
+            .filter_map(|(p, f)| f.elf.as_ref().map(|l| (p, l)))
+            .collect();
+        let depends = elf::depends(programs.iter().copied())?.join(", ");
+        let static_programs = programs
+            .iter()
+            .filter(|(_, l)| **l == Linkage::Static)
+            .map(|(p, _)| (*p).to_owned())
+            .collect();
+
+        let upstream = stack.upstream_version();
+        let mut conflicts = vec![
+            "containerd".to_owned(),
+            "containerd.io".to_owned(),
+            "runc".to_owned(),
+        ];
+        let mut provides = vec![
+            format!("containerd (= {upstream})"),
+            format!("runc (= {})", runc.version.replace('-', "~")),
+        ];
+        if let Some(c) = &cni_plugins {
+            conflicts.push("kubernetes-cni".into());
+            provides.push(format!(
+                "kubernetes-cni (= {})",
+                c.version.replace('-', "~")
+            ));
+        }
+        if let Some(c) = &crictl {
+            conflicts.push("cri-tools".into());
+            provides.push(format!("cri-tools (= {})", c.version.replace('-', "~")));
+        }
+        let cni_bin_dir_rel = stack
+            .settings
+            .cni_bin_dir
+            .trim_start_matches('/')
+            .to_owned();
+        let cni_programs: Vec<String> = tree
+            .files()
+            .filter(|(p, _)| p.starts_with(&format!("{cni_bin_dir_rel}/")))
+            .map(|(p, _)| p.to_owned())
+            .collect();
+        Ok(TemplateContext {
+            package: stack.package.name.clone(),
+            version: stack.deb_version(),
+            arch,
+            maintainer: stack.package.maintainer.clone(),
+            installed_size: 0,
+            depends,
+            replaces: conflicts.join(", "),
+            conflicts: conflicts.join(", "),
+            provides: provides.join(", "),
+            containerd,
+            runc,
+            cni_in_opt: cni_bin_dir_rel.starts_with("opt/"),
+            cni_bin_files: format!("{cni_bin_dir_rel}/*"),
+            cni_bin_dir: stack.settings.cni_bin_dir.clone(),
+            cni_bin_dir_rel,
+            cni_programs,
+            cni_plugins,
+            crictl,
+            static_programs,
+            unowned_dirs: tree.unowned_parents().join(" "),
+            date: String::new(),
+            systemd_cgroup: stack.settings.systemd_cgroup,
+            sandbox_image: stack.settings.sandbox_image.clone(),
+        })
+    }
+}

@@ -1,0 +1,96 @@
+//! Running the system tools the system tests drive (apt-get, dpkg-deb, lintian, mmdebstrap,
+//! chroot): a failure names the command and ends with the last lines it printed, on one line.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use anyhow::{bail, Context, Result};
+
+/// Runs `cmd` with its output captured; fails naming it, with its last stderr lines.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let shown = describe(cmd);
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "{shown} failed ({}): {}",
+            out.status,
+            last_lines(&text(&out), 5)
+        );
+    }
+    Ok(out)
+}
+
+/// Runs `cmd` and returns its stdout.
+pub fn stdout(cmd: &mut Command) -> Result<String> {
+    Ok(String::from_utf8_lossy(&run(cmd)?.stdout).into_owned())
+}
+
+/// stdout followed by stderr, as one text.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `program arg arg…`, for messages.
+pub fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The last `n` non-blank lines of `text`, joined with " | " to fit on one line.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+/// Fails naming the Debian package to install when `program` is not on PATH: a system test
+/// never skips itself because a tool is missing.
+pub fn require_tool(program: &str, package: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!("{program} is not installed: apt-get install {package} (`cargo xtask ci` installs it)")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_fit_on_one_line() {
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b | c");
+        assert_eq!(last_lines("", 3), "");
+    }
+
+    #[test]
+    fn missing_tool_names_its_package() {
+        let err = require_tool("no-such-tool-xtask", "no-such-package")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("apt-get install no-such-package"), "{err}");
+    }
+
+    #[test]
+    fn failure_names_the_command_and_its_last_words() {
+        let err = run(Command::new("sh").args(["-c", "echo first >&2; echo last >&2; exit 3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("sh -c "), "{err}");
+        assert!(err.contains("first | last"), "{err}");
+    }
+}

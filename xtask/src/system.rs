@@ -1,0 +1,624 @@
+//! `cargo xtask system`: the build-deb system tests on real programs. Debian's own builds
+//! of containerd, runc and the CNI plugins, repacked as upstream assets, are served over
+//! loopback HTTP and packaged by the library; then the package is judged the way Debian
+//! judges one — dpkg-deb reads it, lintian finds no error and every override matches, and
+//! `dpkg -i` installs it into a minimal Debian 12 where the programs run. Needs root and
+//! Debian's archive, nothing else from the network.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::Parser;
+use containerd_stack::artifact::Artifact;
+use containerd_stack::deb::compress::Compression;
+use containerd_stack::fetch::{hash_file, FetchOptions};
+use containerd_stack::listener::{Event, Listener};
+use containerd_stack::stack::ComponentKind;
+use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
+use testkit::Mirror;
+
+use crate::process::{self, require_tool, stdout, text};
+use crate::realbin::{self, RealRelease};
+use crate::rootfs::{Chroot, Rootfs};
+
+/// Every program the checks run, with the Debian package that has it.
+const TOOLS: &[(&str, &str)] = &[
+    ("apt-get", "apt"),
+    ("dpkg-deb", "dpkg"),
+    ("lintian", "lintian"),
+    ("mmdebstrap", "mmdebstrap"),
+    ("tar", "tar"),
+    ("chroot", "coreutils"),
+    ("mount", "mount"),
+    ("umount", "mount"),
+];
+
+/// Where the package is copied to inside the chroot.
+const DEB_IN_CHROOT: &str = "/tmp/containerd-stack.deb";
+
+#[derive(Parser)]
+pub struct Args {
+    /// Compression of the package's members: gzip or xz (bookworm's lintian cannot read zstd).
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let start = Instant::now();
+    let compression: Compression = args.compression.parse()?;
+    if compression == Compression::Zstd {
+        bail!("--compression zstd: bookworm's lintian reports zstd members as malformed-deb-archive; use gzip or xz");
+    }
+    for (tool, package) in TOOLS {
+        require_tool(tool, package)?;
+    }
+    let arch =
+        DebArch::host().context("this machine's architecture is not one the stack supports")?;
+
+    let release = check("real-binary mirror", || {
+        let r = realbin::prepare(arch)?;
+        let detail = format!("{} (stack {})", r.mirror_root.display(), r.stack.display());
+        Ok((r, detail))
+    })?;
+    let work = tempfile::Builder::new()
+        .prefix("xtask-system-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let stack =
+        Stack::load(&release.stack).with_context(|| format!("{}", release.stack.display()))?;
+    let deb = check("build-deb", || {
+        build(&stack, &release, compression, work.path())
+    })?;
+
+    // `dpkg -i` installs nothing else: the rootfs is minbase plus the package's dependencies.
+    // mmdebstrap spends its minute mostly waiting on the archive: let it run meanwhile.
+    let include = dependencies(&deb.path)?;
+    let rootfs = std::thread::spawn(move || {
+        let include: Vec<&str> = include.iter().map(String::as_str).collect();
+        Rootfs::cached(&include)
+    });
+
+    let judged = check("dpkg-deb", || dpkg_deb(&deb, &stack, &release, work.path()))
+        .and_then(|()| check("lintian", || lintian(&deb, &stack, work.path())));
+    if judged.is_err() && !rootfs.is_finished() {
+        // Killing mmdebstrap would waste its work and leave its partial tarball behind.
+        println!("     (waiting for mmdebstrap to finish the rootfs, for the next run)");
+    }
+    let made = rootfs.join();
+    judged?;
+    let rootfs = check("rootfs", || {
+        let r = made.map_err(|_| anyhow!("the thread making the rootfs panicked"))??;
+        let detail = match r.made_in {
+            Some(t) => format!(
+                "{} (made now by mmdebstrap in {:.0}s)",
+                r.tarball.display(),
+                t.as_secs_f64()
+            ),
+            None => format!("{} (cached)", r.tarball.display()),
+        };
+        Ok((r, detail))
+    })?;
+    check("install in a chroot", || {
+        install(&rootfs, &deb, &stack, &release)
+    })?;
+    println!(
+        "system tests passed in {:.0}s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The packages a `Depends` or `Pre-Depends` of `deb` names, the first of each set of
+/// alternatives, without versions or architecture qualifiers.
+fn dependencies(deb: &Path) -> Result<Vec<String>> {
+    let fields = stdout(
+        Command::new("dpkg-deb")
+            .arg("--field")
+            .arg(deb)
+            .args(["Pre-Depends", "Depends"]),
+    )?;
+    Ok(parse_dependencies(&fields))
+}
+
+fn parse_dependencies(fields: &str) -> Vec<String> {
+    let mut out: Vec<String> = fields
+        .lines()
+        // A continuation line (leading blank) goes on with the field before it.
+        .map(|l| match l.starts_with([' ', '\t']) {
+            true => l,
+            false => l.split_once(':').map_or("", |(_, v)| v),
+        })
+        .flat_map(|v| v.split(','))
+        .filter_map(|clause| {
+            let first = clause.split('|').next()?;
+            let name = first.split(['(', '[', '<']).next()?.trim();
+            let name = name.split(':').next()?.trim();
+            (!name.is_empty()).then(|| name.to_owned())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Runs one check: prints its name, then `ok` with what it found, or fails naming it.
+fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
+    println!("==> {name}");
+    let start = Instant::now();
+    let (value, detail) = f().with_context(|| format!("system check {name:?} failed"))?;
+    println!(
+        "ok  {name} ({:.1}s): {detail}",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(value)
+}
+
+/// Builds the package through the library, fetching every asset from the loopback mirror.
+fn build(
+    stack: &Stack,
+    release: &RealRelease,
+    compression: Compression,
+    work: &Path,
+) -> Result<(BuiltDeb, String)> {
+    let mirror = Mirror::serve(&release.mirror_root);
+    let opts = BuildOptions {
+        arches: vec![release.arch],
+        out_dir: work.join("out"),
+        fetch: FetchOptions {
+            mirror: Some(mirror.url()),
+            cache_dir: work.join("cache"),
+            offline: false,
+        },
+        compression,
+        level: 6,
+        source_date_epoch: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        signer: None,
+    };
+    let mut built = containerd_stack::build(stack, &opts, &Printer)?;
+    ensure!(
+        built.len() == 1,
+        "expected one package, the library built {}",
+        built.len()
+    );
+    let deb = built.remove(0);
+
+    // An empty cache: every asset must have come over HTTP, under upstream's path.
+    let requested: BTreeSet<String> = mirror.requests().into_iter().collect();
+    for c in &stack.components {
+        let a = Artifact::for_component(c, release.arch)
+            .context("stack.toml pins every prepared asset")?;
+        let path = format!("/{}", a.path);
+        ensure!(
+            requested.contains(&path),
+            "the build never requested {path} from the mirror"
+        );
+    }
+    let detail = format!(
+        "{}, {} bytes, {compression:?}, {} assets over HTTP",
+        deb.path.display(),
+        deb.size,
+        stack.components.len()
+    );
+    Ok((deb, detail))
+}
+
+/// Prints what the library reports, indented under the check.
+struct Printer;
+
+impl Listener for Printer {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Step(s) => println!("     {s}"),
+            Event::Warning(w) => println!("     warning: {w}"),
+            _ => {}
+        }
+    }
+}
+
+/// Where each shipped program is installed, with the sha256 it must still have.
+fn shipped_programs(stack: &Stack, release: &RealRelease) -> Vec<(String, String)> {
+    let cni = stack.settings.cni_bin_dir.trim_start_matches('/');
+    let mut out = Vec::new();
+    for c in &release.components {
+        for (name, sha) in &c.programs {
+            let path = match c.kind {
+                ComponentKind::Containerd | ComponentKind::Crictl => format!("usr/bin/{name}"),
+                ComponentKind::Runc => "usr/sbin/runc".to_owned(),
+                ComponentKind::CniPlugins => format!("{cni}/{name}"),
+            };
+            out.push((path, sha.clone()));
+        }
+    }
+    out
+}
+
+/// dpkg-deb can read the control part, list the data part and unpack it; the programs come
+/// out unmodified.
+fn dpkg_deb(
+    deb: &BuiltDeb,
+    stack: &Stack,
+    release: &RealRelease,
+    work: &Path,
+) -> Result<((), String)> {
+    let info = stdout(Command::new("dpkg-deb").arg("--info").arg(&deb.path))?;
+    print_indented(&info);
+    for line in [
+        format!("Package: {}", stack.package.name),
+        format!("Version: {}", stack.deb_version()),
+        format!("Architecture: {}", release.arch),
+    ] {
+        ensure!(
+            info.lines().any(|l| l.trim() == line),
+            "dpkg-deb --info: expected the line {line:?} in the control file"
+        );
+    }
+
+    let contents = stdout(Command::new("dpkg-deb").arg("--contents").arg(&deb.path))?;
+    let listed: BTreeSet<&str> = contents
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| p.trim_start_matches("./").trim_end_matches('/'))
+        .collect();
+    let programs = shipped_programs(stack, release);
+    let doc = format!("usr/share/doc/{}", stack.package.name);
+    let mut expected: Vec<String> = programs.iter().map(|(p, _)| p.clone()).collect();
+    expected.extend([
+        "lib/systemd/system/containerd.service".to_owned(),
+        format!("{doc}/copyright"),
+        format!("{doc}/changelog.Debian.gz"),
+    ]);
+    for path in &expected {
+        ensure!(
+            listed.contains(path.as_str()),
+            "dpkg-deb --contents: /{path} is missing"
+        );
+    }
+    // Debian's base system creates /opt but no package owns it: a package shipping it
+    // becomes its only owner, and purging the package removes it (piuparts fails then).
+    ensure!(
+        !listed.contains("opt"),
+        "dpkg-deb --contents: the package ships /opt itself; it must leave /opt unowned"
+    );
+
+    let tree = work.join("extracted");
+    process::run(Command::new("dpkg-deb").arg("-x").arg(&deb.path).arg(&tree))?;
+    for (path, sha) in &programs {
+        let got = hash_file(&tree.join(path))?;
+        ensure!(
+            got.as_str() == sha,
+            "dpkg-deb -x: /{path} has sha256 {got}, expected {sha} (the upstream program, unmodified)"
+        );
+    }
+    Ok((
+        (),
+        format!(
+            "--info has {} {}, --contents lists {} entries, -x gives {} programs byte-identical to the assets",
+            stack.package.name,
+            stack.deb_version(),
+            listed.len(),
+            programs.len()
+        ),
+    ))
+}
+
+/// lintian reports no error, no override is unused or fails to match, and every override
+/// says why it is there.
+fn lintian(deb: &BuiltDeb, stack: &Stack, work: &Path) -> Result<((), String)> {
+    let template = containerd_stack::render::TEMPLATES
+        .iter()
+        .find(|(name, _)| *name == "lintian-overrides")
+        .map(|(_, text)| *text)
+        .context("no lintian-overrides template is compiled in")?;
+    let unjustified = unjustified_overrides(template);
+    ensure!(
+        unjustified.is_empty(),
+        "debian-templates/lintian-overrides.hbs: no comment gives the reason for {}",
+        unjustified.join("; ")
+    );
+    let installed = work
+        .join("extracted/usr/share/lintian/overrides")
+        .join(&stack.package.name);
+    let overrides_text = match std::fs::read_to_string(&installed) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", installed.display())),
+    };
+    let unjustified = unjustified_overrides(&overrides_text);
+    ensure!(
+        unjustified.is_empty(),
+        "/usr/share/lintian/overrides/{}: no comment gives the reason for {}",
+        stack.package.name,
+        unjustified.join("; ")
+    );
+
+    // lintian ignores an override of a tag it does not know, without a word.
+    let override_tags: BTreeSet<String> = overrides(&overrides_text)
+        .into_iter()
+        .map(|o| o.tag)
+        .collect();
+    for tag in &override_tags {
+        let known = Command::new("lintian-explain-tags")
+            .arg(tag)
+            .output()
+            .context("cannot run lintian-explain-tags")?
+            .status
+            .success();
+        ensure!(
+            known,
+            "/usr/share/lintian/overrides/{}: lintian has no tag {tag:?}",
+            stack.package.name
+        );
+    }
+
+    let mut cmd = Command::new("lintian");
+    // Not --fail-on: with --show-overrides lintian counts overridden errors as failures too.
+    cmd.args([
+        "--no-cfg",
+        "--display-info",
+        "--show-overrides",
+        "--tag-display-limit",
+        "0",
+        "--fail-on",
+        "none",
+    ])
+    .arg(&deb.path);
+    let out = cmd.output().context("cannot run lintian")?;
+    let report = text(&out);
+    print_indented(&report);
+    let tags: Vec<(&str, &str)> = report
+        .lines()
+        .filter_map(|l| {
+            let (severity, rest) = l.split_once(": ")?;
+            let tag = rest.split_whitespace().nth(1)?;
+            (severity.len() == 1).then_some((severity, tag))
+        })
+        .collect();
+    let count = |s: &str| tags.iter().filter(|(sev, _)| *sev == s).count();
+    let errors = count("E");
+    ensure!(
+        errors == 0,
+        "lintian reports {errors} error(s) on {} (the E: lines above)",
+        deb.path.display()
+    );
+    let stale: Vec<&str> = tags
+        .iter()
+        .filter(|(_, tag)| matches!(*tag, "unused-override" | "mismatched-override"))
+        .map(|(_, tag)| *tag)
+        .collect();
+    ensure!(
+        stale.is_empty(),
+        "lintian: {} override(s) from debian-templates/lintian-overrides.hbs silence nothing ({} above): fix their contexts",
+        stale.len(),
+        stale.join(", ")
+    );
+    ensure!(
+        out.status.success(),
+        "lintian failed ({}): {}",
+        out.status,
+        process::last_lines(&report, 3)
+    );
+    Ok((
+        (),
+        format!(
+            "no errors, {} warning(s), {} info, {} overridden; the overrides ({}) are all used and justified",
+            count("W"),
+            count("I"),
+            count("O"),
+            override_tags.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    ))
+}
+
+/// One override line of a lintian overrides file (or of its template).
+struct Override {
+    line: String,
+    tag: String,
+    /// A comment gives its reason, by lintian's rule: a comment explains the override after
+    /// it, and carries over to further overrides of the same tag until a blank line.
+    justified: bool,
+}
+
+/// The overrides in `text`. Template lines (`{{…}}`) are skipped, so in a template every
+/// branch is seen.
+fn overrides(text: &str) -> Vec<Override> {
+    let mut out: Vec<Override> = Vec::new();
+    let mut comment = false;
+    let mut carried: Option<(String, bool)> = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() {
+            comment = false;
+            carried = None;
+        } else if line.starts_with("{{") && line.ends_with("}}") {
+            continue;
+        } else if let Some(c) = line.strip_prefix('#') {
+            comment |= !c.trim().is_empty();
+        } else {
+            let hint = line.split_once(':').map_or(line, |(_, h)| h).trim();
+            let tag = hint
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let justified = comment || carried.as_ref().is_some_and(|(t, j)| *t == tag && *j);
+            carried = Some((tag.clone(), justified));
+            comment = false;
+            out.push(Override {
+                line: line.to_owned(),
+                tag,
+                justified,
+            });
+        }
+    }
+    out
+}
+
+fn unjustified_overrides(text: &str) -> Vec<String> {
+    overrides(text)
+        .into_iter()
+        .filter(|o| !o.justified)
+        .map(|o| o.line)
+        .collect()
+}
+
+/// Installs the package with dpkg into a fresh minimal Debian 12 and runs its programs.
+fn install(
+    rootfs: &Rootfs,
+    deb: &BuiltDeb,
+    stack: &Stack,
+    release: &RealRelease,
+) -> Result<((), String)> {
+    // Dropped on every return: /proc is unmounted, then the tree deleted.
+    let mut chroot: Chroot = rootfs.extract()?;
+    chroot.mount_proc()?;
+    chroot.copy_in(&deb.path, DEB_IN_CHROOT)?;
+    let out = chroot.run(&["dpkg", "-i", DEB_IN_CHROOT])?;
+    print_indented(&text(&out));
+    let status = String::from_utf8_lossy(
+        &chroot
+            .run(&[
+                "dpkg-query",
+                "-W",
+                "-f=${Status} ${Version}",
+                &stack.package.name,
+            ])?
+            .stdout,
+    )
+    .into_owned();
+    let want = format!("install ok installed {}", stack.deb_version());
+    ensure!(
+        status == want,
+        "dpkg-query: expected {want:?}, found {status:?}"
+    );
+
+    let containerd = release.component(ComponentKind::Containerd);
+    let runc = release.component(ComponentKind::Runc);
+    let cni = release.component(ComponentKind::CniPlugins);
+    let cni_dir = &stack.settings.cni_bin_dir;
+    let runs: [(&[&str], String); 4] = [
+        (
+            &["containerd", "--version"],
+            format!(
+                "containerd github.com/containerd/containerd {}",
+                containerd.version
+            ),
+        ),
+        (
+            &["runc", "--version"],
+            format!("runc version {}", runc.version),
+        ),
+        (&["ctr", "--help"], "containerd CLI".to_owned()),
+        (
+            &[
+                "env",
+                "CNI_COMMAND=VERSION",
+                &format!("{cni_dir}/host-local"),
+            ],
+            "\"supportedVersions\"".to_owned(),
+        ),
+    ];
+    for (args, expected) in &runs {
+        let out = chroot.run(args)?;
+        let said = text(&out);
+        let line = said.lines().find(|l| l.contains(expected.as_str()));
+        println!("     $ {}", args.join(" "));
+        print_indented(line.unwrap_or(&said));
+        ensure!(
+            line.is_some(),
+            "`{}` in the chroot: expected {expected:?} in its output, found {:?}",
+            args.join(" "),
+            first_lines(&said, 3)
+        );
+    }
+    Ok((
+        (),
+        format!(
+            "dpkg -i installs {} {}; containerd {}, runc {}, ctr and CNI plugins {} run",
+            stack.package.name,
+            stack.deb_version(),
+            containerd.debian_version,
+            runc.debian_version,
+            cni.debian_version
+        ),
+    ))
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    text.lines().take(n).collect::<Vec<_>>().join("\n")
+}
+
+fn print_indented(text: &str) {
+    for line in text.lines() {
+        println!("     {line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_need_a_comment_carried_only_within_a_tag() {
+        let text = "\
+# Why.
+pkg: dir-or-file-in-opt [opt/cni/bin/]
+pkg: dir-or-file-in-opt [opt/cni/bin/bridge]
+pkg: statically-linked-binary [usr/bin/ctr]
+
+pkg: dir-or-file-in-opt [opt/x]
+";
+        assert_eq!(
+            unjustified_overrides(text),
+            [
+                "pkg: statically-linked-binary [usr/bin/ctr]",
+                "pkg: dir-or-file-in-opt [opt/x]"
+            ]
+        );
+    }
+
+    #[test]
+    fn dependencies_are_the_first_alternatives_without_versions() {
+        let fields = "Pre-Depends: init-system-helpers (>= 1.54~)\n\
+                      Depends: libc6 (>= 2.34), libseccomp2,\n debconf (>= 0.5) | debconf-2.0, mawk:any | awk\n";
+        assert_eq!(
+            parse_dependencies(fields),
+            [
+                "debconf",
+                "init-system-helpers",
+                "libc6",
+                "libseccomp2",
+                "mawk"
+            ]
+        );
+        assert!(parse_dependencies("").is_empty());
+    }
+
+    #[test]
+    fn template_lines_are_transparent() {
+        let text = "\
+{{#each static_programs}}
+# Upstream builds it statically.
+{{../package}}: statically-linked-binary [{{this}}]
+{{/each}}
+{{#if cni_in_opt}}
+{{package}}: dir-or-file-in-opt [{{cni_bin_dir_rel}}/]
+{{/if}}
+";
+        assert_eq!(
+            unjustified_overrides(text),
+            ["{{package}}: dir-or-file-in-opt [{{cni_bin_dir_rel}}/]"]
+        );
+    }
+
+    #[test]
+    fn the_shipped_template_justifies_every_override() {
+        let (_, text) = containerd_stack::render::TEMPLATES
+            .iter()
+            .find(|(n, _)| *n == "lintian-overrides")
+            .unwrap();
+        assert_eq!(unjustified_overrides(text), Vec::<String>::new());
+    }
+}
