@@ -288,10 +288,13 @@ impl RawStack {
         }
 
         let s = self.settings;
+        // Both values end up inside single-quoted shell words in the maintainer scripts and
+        // in TOML strings: only the characters image references and paths need are allowed.
         if s.sandbox_image.is_empty()
-            || s.sandbox_image
+            || !s
+                .sandbox_image
                 .chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+                .all(|c| c.is_ascii_alphanumeric() || "._/:@-".contains(c))
         {
             return Err(bad(
                 "settings.sandbox_image",
@@ -387,7 +390,8 @@ fn normalise_abs_dir(s: &str) -> Option<String> {
         }
     }
     let out = out.to_str()?.to_owned();
-    (out != "/" && !out.contains(|c: char| c.is_whitespace() || c.is_control())).then_some(out)
+    (out != "/" && out.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c)))
+        .then_some(out)
 }
 
 #[cfg(test)]
@@ -490,6 +494,9 @@ cni_bin_dir = "/opt/cni//bin/"
             ("/opt/cni//bin/", "opt/cni/bin", "settings.cni_bin_dir"),
             ("/opt/cni//bin/", "/opt/../bin", "settings.cni_bin_dir"),
             ("pause:3.10.2", "pause 3", "settings.sandbox_image"),
+            ("pause:3.10.2", "pause:3'; rm -rf /'", "settings.sandbox_image"),
+            ("/opt/cni//bin/", "/opt/cni bin", "settings.cni_bin_dir"),
+            ("/opt/cni//bin/", "/opt/$(id)", "settings.cni_bin_dir"),
         ];
         for (from, to, key) in cases {
             let text = GOOD.replacen(from, to, 1);
