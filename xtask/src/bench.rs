@@ -1,0 +1,302 @@
+//! `cargo xtask bench`: the speed and memory goals, measured side by side with the anchors
+//! (dpkg-deb, apt-ftparchive) on the same machine in one run, as medians and ratios. The
+//! results go to stdout, `target/bench/bench.json` and `target/bench/bench.svg`. Timing is
+//! shown here, never asserted in tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use containerd_stack::build::Reuse;
+use containerd_stack::deb::compress::Compression;
+use containerd_stack::fetch::FetchOptions;
+use containerd_stack::listener::Quiet;
+use containerd_stack::{build, BuildOptions, DebArch, Stack};
+use serde::Serialize;
+
+use crate::build_deb::repo_root;
+use crate::process::{self, require_tool};
+use crate::realbin;
+
+#[derive(Parser)]
+pub struct Args {
+    /// Runs of each fast row (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Runs of each cold, compression-bound row.
+    #[arg(long, default_value_t = 1)]
+    cold_runs: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    case: &'static str,
+    /// Our median, in seconds (or MiB for memory rows).
+    ours: f64,
+    unit: &'static str,
+    /// The anchor's median, when the goal is a ratio.
+    anchor: Option<f64>,
+    anchor_name: Option<&'static str>,
+    ratio: Option<f64>,
+    goal: &'static str,
+    met: bool,
+    note: String,
+}
+
+#[derive(Serialize)]
+struct Report {
+    cores: usize,
+    payload: String,
+    rows: Vec<Row>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    require_tool("dpkg-deb", "dpkg")?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out_dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let work = tempfile::tempdir_in(&out_dir)?;
+    eprintln!("bench: {cores} cores; payload: Debian's containerd, runc and CNI plugins (amd64)");
+    let release = realbin::prepare(DebArch::Amd64)?;
+    let stack = Stack::load(&release.stack)?;
+    let mirror = format!("file://{}", release.mirror_root.display());
+    let opts = |tag: &str| BuildOptions {
+        arches: vec![DebArch::Amd64],
+        out_dir: work.path().join(format!("out-{tag}")),
+        fetch: FetchOptions {
+            mirror: Some(mirror.clone()),
+            cache_dir: work.path().join(format!("cache-{tag}")),
+            offline: false,
+        },
+        compression: Compression::Xz,
+        level: 6,
+        source_date_epoch: None,
+        threads: cores as u32,
+        signer: None,
+    };
+    let mut rows = Vec::new();
+
+    // Cold build against dpkg-deb on the very tree we packaged.
+    let mut ours = Vec::new();
+    let mut ours_size = 0;
+    let mut deb_path = PathBuf::new();
+    for i in 0..args.cold_runs.max(1) {
+        let o = opts(&format!("cold{i}"));
+        let t = Instant::now();
+        let built = build(&stack, &o, &Quiet)?.remove(0);
+        ours.push(t.elapsed().as_secs_f64());
+        ours_size = built.size;
+        deb_path = built.path;
+    }
+    let tree = work.path().join("tree");
+    process::run(Command::new("dpkg-deb").arg("-R").arg(&deb_path).arg(&tree))?;
+    let mut anchor = Vec::new();
+    let anchor_deb = work.path().join("anchor.deb");
+    for _ in 0..args.cold_runs.max(1) {
+        let t = Instant::now();
+        process::run(Command::new("dpkg-deb")
+            .args(["--build", "-Zxz", "-z6", "--root-owner-group"])
+            .arg(&tree)
+            .arg(&anchor_deb))?;
+        anchor.push(t.elapsed().as_secs_f64());
+    }
+    let anchor_size = std::fs::metadata(&anchor_deb)?.len();
+    rows.push(ratio_row(
+        "cold build, xz -6",
+        median(&ours),
+        median(&anchor),
+        "dpkg-deb --build -Zxz",
+        1.0,
+        "wall ≤ 1.0×",
+        format!("{} runs each", args.cold_runs.max(1)),
+    ));
+    rows.push(ratio_row(
+        "package size, xz -6",
+        ours_size as f64,
+        anchor_size as f64,
+        "dpkg-deb --build -Zxz",
+        1.01,
+        "≤ 1.01×",
+        format!("{ours_size} vs {anchor_size} bytes"),
+    ));
+
+    // Rebuilds: nothing changed, then a change that only touches the control member.
+    let warm = opts("cold0");
+    let mut unchanged = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let t = Instant::now();
+        let built = build(&stack, &warm, &Quiet)?.remove(0);
+        unchanged.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(built.reuse == Reuse::Package, "an unchanged rebuild did not reuse the package");
+    }
+    rows.push(limit_row("rebuild, nothing changed", median(&unchanged), 1.0, "≤ 1 s", "package reused, proven by its sha256"));
+    let mut control_only = Vec::new();
+    for i in 0..args.runs.max(1) {
+        let text = std::fs::read_to_string(&release.stack)?
+            .replace("pause:3.10.2", &format!("pause:3.10.{}", 100 + i));
+        let changed = Stack::parse(&text, &release.stack)?;
+        let t = Instant::now();
+        let built = build(&changed, &warm, &Quiet)?.remove(0);
+        control_only.push(t.elapsed().as_secs_f64());
+        anyhow::ensure!(built.reuse == Reuse::DataMember, "a control-only change did not reuse the data member");
+    }
+    rows.push(limit_row(
+        "rebuild after a template/control change",
+        median(&control_only),
+        3.0,
+        "≤ 3 s",
+        "data member reused; control rebuilt",
+    ));
+
+    // Peak memory of a whole cold build, in a child process.
+    let exe = std::env::current_exe()?;
+    let mem_out = work.path().join("out-mem");
+    let status = Command::new(&exe)
+        .arg("build-deb")
+        .arg("--stack")
+        .arg(&release.stack)
+        .arg("--mirror")
+        .arg(&mirror)
+        .arg("--cache")
+        .arg(work.path().join("cache-mem"))
+        .arg("--out")
+        .arg(&mem_out)
+        .arg("--arch")
+        .arg("amd64")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {}", exe.display()))?;
+    anyhow::ensure!(status.success(), "the memory run failed");
+    let peak_mib = children_max_rss_kib() as f64 / 1024.0;
+    rows.push(limit_row(
+        "peak memory, cold build",
+        peak_mib,
+        300.0,
+        "≤ 300 MiB",
+        "max RSS of a `build-deb` child process",
+    ));
+    rows.last_mut().expect("just pushed").unit = "MiB";
+
+    let report = Report {
+        cores,
+        payload: format!("{} bytes of programs (Debian's containerd, runc, CNI plugins)", dir_size(&tree)),
+        rows,
+    };
+    print_table(&report);
+    std::fs::write(out_dir.join("bench.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(out_dir.join("bench.svg"), svg(&report))?;
+    eprintln!("wrote {} and bench.svg", out_dir.join("bench.json").display());
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn ratio_row(case: &'static str, ours: f64, anchor: f64, anchor_name: &'static str, max: f64, goal: &'static str, note: String) -> Row {
+    let ratio = ours / anchor;
+    Row {
+        case,
+        ours,
+        unit: "s",
+        anchor: Some(anchor),
+        anchor_name: Some(anchor_name),
+        ratio: Some(ratio),
+        goal,
+        met: ratio <= max,
+        note,
+    }
+}
+
+fn limit_row(case: &'static str, ours: f64, max: f64, goal: &'static str, note: &str) -> Row {
+    Row {
+        case,
+        ours,
+        unit: "s",
+        anchor: None,
+        anchor_name: None,
+        ratio: None,
+        goal,
+        met: ours <= max,
+        note: note.to_owned(),
+    }
+}
+
+fn print_table(r: &Report) {
+    println!("machine: {} cores; payload: {}", r.cores, r.payload);
+    println!("{:<42} {:>12} {:>12} {:>7}  {:<12} {}", "case", "ours", "anchor", "ratio", "goal", "met");
+    for row in &r.rows {
+        let fmt = |v: f64| match row.unit {
+            "s" if row.case.contains("size") => format!("{v:.0} B"),
+            "s" => format!("{v:.3} s"),
+            u => format!("{v:.1} {u}"),
+        };
+        println!(
+            "{:<42} {:>12} {:>12} {:>7}  {:<12} {}",
+            row.case,
+            fmt(row.ours),
+            row.anchor.map(fmt).unwrap_or_default(),
+            row.ratio.map(|r| format!("{r:.3}")).unwrap_or_default(),
+            row.goal,
+            if row.met { "yes" } else { "NO" }
+        );
+    }
+}
+
+/// One bar per row: how far each result is from its goal (1.0 = exactly at the goal).
+fn svg(r: &Report) -> String {
+    let h = 40 * r.rows.len() + 60;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{h}" font-family="sans-serif" font-size="12">
+<text x="10" y="20">containerd-stack bench — {} cores; bar = result / goal (line at 1.0)</text>
+"#,
+        r.cores
+    );
+    for (i, row) in r.rows.iter().enumerate() {
+        let goal = match (row.ratio, row.goal) {
+            (Some(ratio), g) if g.contains("1.01") => ratio / 1.01,
+            (Some(ratio), _) => ratio,
+            (None, g) if g.contains("300") => row.ours / 300.0,
+            (None, g) if g.contains("3 s") => row.ours / 3.0,
+            (None, _) => row.ours,
+        };
+        let y = 40 + i * 40;
+        let w = (goal.min(2.0) * 200.0) as usize;
+        let color = if row.met { "#4a4" } else { "#c44" };
+        s.push_str(&format!(
+            r#"<text x="10" y="{}">{}</text><rect x="300" y="{}" width="{w}" height="18" fill="{color}"/><text x="{}" y="{}">{goal:.2}</text>
+"#,
+            y + 14,
+            row.case,
+            y,
+            305 + w,
+            y + 14
+        ));
+    }
+    s.push_str(&format!(r#"<line x1="500" y1="35" x2="500" y2="{}" stroke="black"/></svg>"#, h - 10));
+    s
+}
+
+fn children_max_rss_kib() -> i64 {
+    // SAFETY: getrusage fills the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage.ru_maxrss
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let m = e.metadata().map(|m| (m.is_dir(), m.len())).unwrap_or((false, 0));
+            total += if m.0 { dir_size(&e.path()) } else { m.1 };
+        }
+    }
+    total
+}
