@@ -8,13 +8,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {message}")]
+    #[error("{}: {}", .path.display(), one_line(.message))]
     Manifest { path: PathBuf, message: String },
 
-    #[error("{key}: {message}")]
+    #[error("{}: {}", one_line(.key), one_line(.message))]
     Pin { key: String, message: String },
 
-    #[error("{url}: {message}")]
+    #[error("{}: {}", one_line(.url), one_line(.message))]
     Fetch { url: String, message: String },
 
     #[error(
@@ -26,20 +26,20 @@ pub enum Error {
         actual: String,
     },
 
-    #[error("{archive}: entry {entry}: {message}")]
+    #[error("{}: entry {}: {}", one_line(.archive), one_line(.entry), one_line(.message))]
     Archive {
         archive: String,
         entry: String,
         message: String,
     },
 
-    #[error("{file}: {message}")]
+    #[error("{}: {}", one_line(.file), one_line(.message))]
     Binary { file: String, message: String },
 
-    #[error("template {template}: {message}")]
+    #[error("template {template}: {}", one_line(.message))]
     Template { template: String, message: String },
 
-    #[error("{path}: {source}")]
+    #[error("{}: {}", .path.display(), one_line(&.source.to_string()))]
     Io {
         path: PathBuf,
         #[source]
@@ -47,11 +47,28 @@ pub enum Error {
     },
 
     /// A file of an apt repository, or a package given to a publish, at fault.
-    #[error("{path}: {message}")]
+    #[error("{}: {}", .path.display(), one_line(.message))]
     Repo { path: PathBuf, message: String },
 
-    #[error("{0}")]
+    #[error("{}", one_line(.0))]
     Usage(String),
+}
+
+/// Text from outside (archive entry names, parser messages quoting hostile bytes) may hold
+/// newlines and control characters; an error is always one printable line.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.chars()
+            .map(|c| match c {
+                '\n' | '\r' | '\t' => ' '.to_string(),
+                c if c.is_control() => c.escape_default().to_string(),
+                c => c.to_string(),
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        s.into()
+    }
 }
 
 /// Attaches the path to an `io::Error`, so no I/O failure is ever reported without it.
@@ -65,5 +82,20 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.into(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_never_breaks_the_line() {
+        let e = Error::Archive {
+            archive: "x.deb".into(),
+            entry: "a\nb".into(),
+            message: "bad \u{1b}[31m\r\nthing".into(),
+        };
+        assert_eq!(e.to_string(), "x.deb: entry a b: bad \\u{1b}[31m  thing");
     }
 }

@@ -14,6 +14,13 @@ use crate::error::{Error, IoContext, Result};
 /// Files up to this size are kept in memory by [`read_deb`]; larger ones are only hashed.
 pub const KEEP_BYTES: u64 = 64 * 1024;
 
+/// Bounds on what a hostile package can make the reader do: entries per member, bytes kept
+/// in memory per member, bytes decompressed per member, and ar members.
+const MAX_ENTRIES: usize = 100_000;
+const MAX_KEPT_BYTES: u64 = 32 << 20;
+const MAX_UNPACKED_BYTES: u64 = 4 << 30;
+const MAX_MEMBERS: usize = 16;
+
 #[derive(Debug, Clone)]
 pub struct DataEntry {
     /// As stored, e.g. `./usr/bin/ctr` or `./usr/`.
@@ -92,6 +99,12 @@ pub fn read_deb(path: &Path) -> Result<DebContents> {
     while let Some(member) = ar.next_entry() {
         let mut member = member.map_err(|e| bad("(ar)", format!("not a valid ar archive: {e}")))?;
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
+        if out.members.len() >= MAX_MEMBERS {
+            return Err(bad(
+                &name,
+                format!("more than {MAX_MEMBERS} ar members; not a package"),
+            ));
+        }
         let size = member.header().size();
         out.members
             .push((name.clone(), size, member.header().mtime()));
@@ -198,13 +211,38 @@ fn read_tar(r: impl Read, member: &str, shown: &str) -> Result<Vec<DataEntry>> {
         entry: member.to_owned(),
         message: format!("unreadable tar: {e}"),
     };
+    let limit = |message: String| Error::Archive {
+        archive: shown.to_owned(),
+        entry: member.to_owned(),
+        message,
+    };
     let mut tar = tar::Archive::new(r);
     let mut out = Vec::new();
+    let (mut kept, mut unpacked) = (0u64, 0u64);
     for entry in tar.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
+        if out.len() >= MAX_ENTRIES {
+            return Err(limit(format!(
+                "more than {MAX_ENTRIES} entries; refusing it"
+            )));
+        }
         let h = entry.header().clone();
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let size = entry.size();
+        unpacked = unpacked.saturating_add(size);
+        if unpacked > MAX_UNPACKED_BYTES {
+            return Err(limit(format!(
+                "unpacks to more than {MAX_UNPACKED_BYTES} bytes; refusing it"
+            )));
+        }
+        if size <= KEEP_BYTES {
+            kept += size;
+            if kept > MAX_KEPT_BYTES {
+                return Err(limit(format!(
+                    "holds more than {MAX_KEPT_BYTES} bytes of small files; refusing it"
+                )));
+            }
+        }
         let mut hasher = Md5::new();
         let mut content = Vec::new();
         let mut buf = [0u8; 64 * 1024];
@@ -214,7 +252,7 @@ fn read_tar(r: impl Read, member: &str, shown: &str) -> Result<Vec<DataEntry>> {
                 break;
             }
             hasher.update(&buf[..n]);
-            if size <= KEEP_BYTES {
+            if size <= KEEP_BYTES && content.len() as u64 + (n as u64) <= KEEP_BYTES {
                 content.extend_from_slice(&buf[..n]);
             }
         }
