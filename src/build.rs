@@ -99,9 +99,52 @@ pub struct PreparedPackage {
     /// Holds the staged upstream files the tree points at; empty until they are needed
     /// when the analysis came from the cache.
     #[serde(skip)]
-    staging: tempfile::TempDir,
+    staging: Staging,
     #[serde(skip)]
     staged: bool,
+}
+
+/// A build's own directory under `<cache>/staging/`, locked while the build runs. A build
+/// killed with `kill -9` cannot remove it; the next build removes every staging directory
+/// whose lock nobody holds.
+#[derive(Debug)]
+struct Staging {
+    dir: tempfile::TempDir,
+    _lock: fs::File,
+}
+
+impl Staging {
+    fn new(cache_dir: &Path, arch: DebArch) -> Result<Staging> {
+        let root = cache_dir.join("staging");
+        fs::create_dir_all(&root).at(&root)?;
+        if let Ok(entries) = fs::read_dir(&root) {
+            for e in entries.flatten() {
+                let lock = e.path().join(".lock");
+                // A directory a running build has just made may not be locked yet: only
+                // one older than a minute whose lock is free is abandoned.
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|d| d.as_secs() > 60));
+                let abandoned = old && fs::File::open(&lock).is_ok_and(|f| f.try_lock().is_ok());
+                if abandoned {
+                    let _ = fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{arch}-"))
+            .tempdir_in(&root)
+            .at(&root)?;
+        let lock_path = dir.path().join(".lock");
+        let lock = fs::File::create(&lock_path).at(&lock_path)?;
+        lock.lock().at(&lock_path)?;
+        Ok(Staging { dir, _lock: lock })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 /// What the slow part of preparing an architecture found, cached by the assets' hashes:
@@ -216,12 +259,7 @@ fn prepare(
 ) -> Result<PreparedPackage> {
     let artifacts = artifacts(stack, arch, listener)?;
     let cache = BuildCache::new(fetcher.cache_dir());
-    let staging_root = fetcher.cache_dir().join("staging");
-    fs::create_dir_all(&staging_root).at(&staging_root)?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!("{arch}-"))
-        .tempdir_in(&staging_root)
-        .at(&staging_root)?;
+    let staging = Staging::new(fetcher.cache_dir(), arch)?;
 
     let mut key_parts: Vec<Vec<u8>> = vec![
         CACHE_SCHEMA.into(),

@@ -96,10 +96,12 @@ pub fn run(args: Args) -> Result<()> {
     let anchor_deb = work.path().join("anchor.deb");
     for _ in 0..args.cold_runs.max(1) {
         let t = Instant::now();
-        process::run(Command::new("dpkg-deb")
-            .args(["--build", "-Zxz", "-z6", "--root-owner-group"])
-            .arg(&tree)
-            .arg(&anchor_deb))?;
+        process::run(
+            Command::new("dpkg-deb")
+                .args(["--build", "-Zxz", "-z6", "--root-owner-group"])
+                .arg(&tree)
+                .arg(&anchor_deb),
+        )?;
         anchor.push(t.elapsed().as_secs_f64());
     }
     let anchor_size = std::fs::metadata(&anchor_deb)?.len();
@@ -129,9 +131,18 @@ pub fn run(args: Args) -> Result<()> {
         let t = Instant::now();
         let built = build(&stack, &warm, &Quiet)?.remove(0);
         unchanged.push(t.elapsed().as_secs_f64());
-        anyhow::ensure!(built.reuse == Reuse::Package, "an unchanged rebuild did not reuse the package");
+        anyhow::ensure!(
+            built.reuse == Reuse::Package,
+            "an unchanged rebuild did not reuse the package"
+        );
     }
-    rows.push(limit_row("rebuild, nothing changed", median(&unchanged), 1.0, "≤ 1 s", "package reused, proven by its sha256"));
+    rows.push(limit_row(
+        "rebuild, nothing changed",
+        median(&unchanged),
+        1.0,
+        "≤ 1 s",
+        "package reused, proven by its sha256",
+    ));
     let mut control_only = Vec::new();
     for i in 0..args.runs.max(1) {
         let text = std::fs::read_to_string(&release.stack)?
@@ -140,7 +151,10 @@ pub fn run(args: Args) -> Result<()> {
         let t = Instant::now();
         let built = build(&changed, &warm, &Quiet)?.remove(0);
         control_only.push(t.elapsed().as_secs_f64());
-        anyhow::ensure!(built.reuse == Reuse::DataMember, "a control-only change did not reuse the data member");
+        anyhow::ensure!(
+            built.reuse == Reuse::DataMember,
+            "a control-only change did not reuse the data member"
+        );
     }
     rows.push(limit_row(
         "rebuild after a template/control change",
@@ -181,13 +195,22 @@ pub fn run(args: Args) -> Result<()> {
 
     let report = Report {
         cores,
-        payload: format!("{} bytes of programs (Debian's containerd, runc, CNI plugins)", dir_size(&tree)),
+        payload: format!(
+            "{} bytes of programs (Debian's containerd, runc, CNI plugins)",
+            dir_size(&tree)
+        ),
         rows,
     };
     print_table(&report);
-    std::fs::write(out_dir.join("bench.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        out_dir.join("bench.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     std::fs::write(out_dir.join("bench.svg"), svg(&report))?;
-    eprintln!("wrote {} and bench.svg", out_dir.join("bench.json").display());
+    eprintln!(
+        "wrote {} and bench.svg",
+        out_dir.join("bench.json").display()
+    );
     Ok(())
 }
 
@@ -197,7 +220,15 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn ratio_row(case: &'static str, ours: f64, anchor: f64, anchor_name: &'static str, max: f64, goal: &'static str, note: String) -> Row {
+fn ratio_row(
+    case: &'static str,
+    ours: f64,
+    anchor: f64,
+    anchor_name: &'static str,
+    max: f64,
+    goal: &'static str,
+    note: String,
+) -> Row {
     let ratio = ours / anchor;
     Row {
         case,
@@ -228,7 +259,10 @@ fn limit_row(case: &'static str, ours: f64, max: f64, goal: &'static str, note: 
 
 fn print_table(r: &Report) {
     println!("machine: {} cores; payload: {}", r.cores, r.payload);
-    println!("{:<42} {:>12} {:>12} {:>7}  {:<12} {}", "case", "ours", "anchor", "ratio", "goal", "met");
+    println!(
+        "{:<42} {:>12} {:>12} {:>7}  {:<12} met",
+        "case", "ours", "anchor", "ratio", "goal"
+    );
     for row in &r.rows {
         let fmt = |v: f64| match row.unit {
             "s" if row.case.contains("size") => format!("{v:.0} B"),
@@ -277,7 +311,10 @@ fn svg(r: &Report) -> String {
             y + 14
         ));
     }
-    s.push_str(&format!(r#"<line x1="500" y1="35" x2="500" y2="{}" stroke="black"/></svg>"#, h - 10));
+    s.push_str(&format!(
+        r#"<line x1="500" y1="35" x2="500" y2="{}" stroke="black"/></svg>"#,
+        h - 10
+    ));
     s
 }
 
@@ -294,7 +331,10 @@ fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            let m = e.metadata().map(|m| (m.is_dir(), m.len())).unwrap_or((false, 0));
+            let m = e
+                .metadata()
+                .map(|m| (m.is_dir(), m.len()))
+                .unwrap_or((false, 0));
             total += if m.0 { dir_size(&e.path()) } else { m.1 };
         }
     }

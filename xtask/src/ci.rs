@@ -9,7 +9,7 @@ use clap::Parser;
 
 /// Debian packages the tests use: dpkg-deb and lintian judge the packages, mmdebstrap and
 /// systemd-nspawn boot a Debian to install them into (mount gives its chroot a /proc),
-/// shellcheck checks the maintainer scripts.
+/// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -18,6 +18,9 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "systemd-container",
     "shellcheck",
     "ca-certificates",
+    "gpgv",
+    "apt",
+    "debsig-verify",
 ];
 
 #[derive(Parser)]
@@ -51,6 +54,10 @@ pub fn run(args: Args) -> Result<()> {
     step(
         "system tests",
         Command::new(&cargo).args(["xtask", "system"]),
+    )?;
+    step(
+        "chaos: kill -9, shared cache, full disk",
+        Command::new(&cargo).args(["xtask", "chaos"]),
     )?;
     Ok(())
 }

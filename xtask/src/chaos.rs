@@ -1,0 +1,240 @@
+//! `cargo xtask chaos`: the build under faults a CI pipeline meets — `kill -9` at random
+//! points, two builds sharing one cache at once, a full disk as `--out` and as `--cache`.
+//! After each: `--out` holds nothing new or complete packages, the cache holds only entries
+//! that verify, and the next run succeeds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Parser;
+use containerd_stack::fetch::hash_file;
+use containerd_stack::verify::verify_deb;
+use containerd_stack::DebArch;
+
+use crate::process::{self, require_tool};
+use crate::realbin;
+
+#[derive(Parser)]
+pub struct Args {
+    /// Builds killed at random points.
+    #[arg(long, default_value_t = 6)]
+    kills: u32,
+    /// Seed for the kill times (default: from the clock; printed either way).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    require_tool("mount", "mount")?;
+    let release = realbin::prepare(DebArch::host().context("unsupported host architecture")?)?;
+    let work = tempfile::Builder::new().prefix("xtask-chaos-").tempdir()?;
+    let mirror = format!("file://{}", release.mirror_root.display());
+    let exe = std::env::current_exe()?;
+    let build_cmd = |cache: &Path, out: &Path| {
+        let mut c = Command::new(&exe);
+        c.arg("build-deb")
+            .arg("--stack")
+            .arg(&release.stack)
+            .arg("--mirror")
+            .arg(&mirror)
+            .arg("--cache")
+            .arg(cache)
+            .arg("--out")
+            .arg(out)
+            .args(["--compression", "gzip", "--arch"])
+            .arg(release.arch.as_str());
+        c
+    };
+
+    // How long an undisturbed cold build takes, to aim the kills inside it.
+    let cache = work.path().join("cache");
+    let out = work.path().join("out");
+    let start = Instant::now();
+    process::run(&mut build_cmd(
+        &work.path().join("cache-ref"),
+        &work.path().join("out-ref"),
+    ))?;
+    let cold = start.elapsed();
+    let reference =
+        only_package(&work.path().join("out-ref"))?.context("reference build made nothing")?;
+    let reference_hash = hash_file(&reference)?;
+    println!("ok  reference build: {:.1}s", cold.as_secs_f64());
+
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!("    kill seed {seed} (rerun with --seed {seed})");
+    let mut rng = seed | 1;
+    for i in 0..args.kills {
+        // xorshift: enough to spread kills over the build.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let at = Duration::from_millis(rng % (cold.as_millis() as u64).max(1));
+        if i % 2 == 0 {
+            // Every other time from a cold cache, so downloads and unpacking are hit too.
+            let _ = std::fs::remove_dir_all(&cache);
+        }
+        let mut child = build_cmd(&cache, &out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(at);
+        let _ = child.kill();
+        let status = child.wait()?;
+        check_out(&out)?;
+        check_cache(&cache)?;
+        println!(
+            "ok  kill -9 after {:.2}s ({}): --out and the cache are consistent",
+            at.as_secs_f64(),
+            if status.success() {
+                "it had finished"
+            } else {
+                "killed mid-build"
+            }
+        );
+    }
+    process::run(&mut build_cmd(&cache, &out))?;
+    let after = only_package(&out)?.context("the build after the kills made nothing")?;
+    ensure!(
+        hash_file(&after)? == reference_hash,
+        "the build after the kills differs from the reference"
+    );
+    println!("ok  the next build succeeds and is byte-identical to the reference");
+
+    // Two builds at once on one cache.
+    let shared = work.path().join("cache-shared");
+    let mut a = build_cmd(&shared, &work.path().join("out-a"))
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut b = build_cmd(&shared, &work.path().join("out-b"))
+        .stdout(Stdio::null())
+        .spawn()?;
+    ensure!(
+        a.wait()?.success() && b.wait()?.success(),
+        "concurrent builds sharing a cache failed"
+    );
+    for dir in ["out-a", "out-b"] {
+        let p = only_package(&work.path().join(dir))?.context("a concurrent build made nothing")?;
+        ensure!(
+            hash_file(&p)? == reference_hash,
+            "{}: differs from the reference",
+            p.display()
+        );
+    }
+    check_cache(&shared)?;
+    println!("ok  two builds sharing one cache both succeed, identical, cache intact");
+
+    // A full disk, as --out and as --cache.
+    for (what, small_out) in [("--out", true), ("--cache", false)] {
+        let mnt = work
+            .path()
+            .join(format!("tmpfs-{}", what.trim_start_matches('-')));
+        std::fs::create_dir_all(&mnt)?;
+        process::run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+                .arg(&mnt),
+        )?;
+        let result = (|| -> Result<()> {
+            let (cache, out) = match small_out {
+                true => (work.path().join("cache-ref"), mnt.clone()),
+                false => (
+                    mnt.clone(),
+                    work.path()
+                        .join(format!("out-full-{}", what.trim_start_matches('-'))),
+                ),
+            };
+            let output = build_cmd(&cache, &out).output()?;
+            ensure!(
+                !output.status.success(),
+                "a build onto a full {what} succeeded"
+            );
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let line = stderr.lines().last().unwrap_or_default().to_owned();
+            ensure!(
+                stderr.trim().lines().count() == 1,
+                "more than one line on a full {what}: {stderr}"
+            );
+            ensure!(line.contains("No space left on device"), "{line}");
+            check_out(&out)?;
+            check_cache(&cache)?;
+            println!("ok  full {what}: one line ({line}); nothing partial");
+            Ok(())
+        })();
+        process::run(Command::new("umount").arg(&mnt))?;
+        result?;
+    }
+    Ok(())
+}
+
+/// The one package in `out`, if any; anything else there is an error.
+fn only_package(out: &Path) -> Result<Option<PathBuf>> {
+    let mut found = None;
+    let Ok(rd) = std::fs::read_dir(out) else {
+        return Ok(None);
+    };
+    for e in rd {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "deb") && found.is_none() {
+            found = Some(p);
+        } else {
+            bail!("{}: left in --out", p.display());
+        }
+    }
+    Ok(found)
+}
+
+/// `--out` holds nothing or one complete, valid package.
+fn check_out(out: &Path) -> Result<()> {
+    if let Some(p) = only_package(out)? {
+        verify_deb(&p, None)
+            .with_context(|| format!("{}: incomplete package in --out", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Every downloaded asset in the cache matches the hash it is named by; every build blob
+/// is complete (no temporary names anywhere).
+fn check_cache(cache: &Path) -> Result<()> {
+    let sha = cache.join("sha256");
+    if let Ok(rd) = std::fs::read_dir(&sha) {
+        for e in rd {
+            let p = e?.path();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            ensure!(
+                hash_file(&p)?.as_str() == name,
+                "{}: cache entry does not match its name",
+                p.display()
+            );
+        }
+    }
+    fn walk(dir: &Path) -> Result<()> {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for e in rd {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type()?.is_dir() {
+                walk(&e.path())?;
+            } else {
+                ensure!(
+                    !name.starts_with('.'),
+                    "{}: temporary file left in the cache",
+                    e.path().display()
+                );
+            }
+        }
+        Ok(())
+    }
+    walk(&cache.join("builds"))
+}
