@@ -34,6 +34,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("chroot", "coreutils"),
     ("mount", "mount"),
     ("umount", "mount"),
+    ("debsig-verify", "debsig-verify"),
 ];
 
 /// Where the package is copied to inside the chroot.
@@ -104,6 +105,9 @@ pub fn run(args: Args) -> Result<()> {
     check("install in a chroot", || {
         install(&rootfs, &deb, &stack, &release)
     })?;
+    check("debsig-verify", || {
+        debsig(&deb, &stack, &release, work.path())
+    })?;
 
     // A second, foreign architecture: Debian's arm64 binaries (amd64's on an arm64 host) make
     // a package whose Architecture, Depends and files must be right and lintian-clean. It
@@ -145,6 +149,91 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// A signed build of the same package passes `debsig-verify` with the policy and keyring
+/// `debsig-policy` writes; a tampered copy fails with 13 (bad signature), the unsigned build
+/// with 10 (no signature).
+fn debsig(
+    unsigned: &BuiltDeb,
+    stack: &Stack,
+    release: &RealRelease,
+    work: &Path,
+) -> Result<((), String)> {
+    use containerd_stack::sign::{debsig_files, generate, public_key_of, KeyAlgorithm, Signer};
+    let dir = work.join("debsig");
+    std::fs::create_dir_all(&dir)?;
+    let key = generate(
+        "containerd-stack test <test@example.org>",
+        KeyAlgorithm::Ed25519,
+        None,
+        1_700_000_000,
+    )?;
+    let signer = Signer::load(
+        key.secret_armored.as_bytes(),
+        None,
+        &dir.join("key.asc"),
+        1_700_000_000,
+    )?;
+    let mirror = Mirror::serve(&release.mirror_root);
+    let opts = BuildOptions {
+        arches: vec![release.arch],
+        out_dir: dir.join("out"),
+        fetch: FetchOptions {
+            mirror: Some(mirror.url()),
+            cache_dir: work.join("cache"),
+            offline: false,
+        },
+        compression: Compression::Gzip,
+        level: 6,
+        source_date_epoch: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        signer: Some(std::sync::Arc::new(signer)),
+    };
+    let signed = containerd_stack::build(stack, &opts, &Printer)?.remove(0);
+    let (public, _) = public_key_of(key.public_armored.as_bytes(), &dir.join("key.asc"))?;
+    let root = dir.join("root");
+    for (rel, bytes) in debsig_files(&public, "containerd-stack")? {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().expect("nested"))?;
+        std::fs::write(p, bytes)?;
+    }
+    let verify = |deb: &Path| -> Result<i32> {
+        let out = Command::new("debsig-verify")
+            .arg("--policies-dir")
+            .arg(root.join("etc/debsig/policies"))
+            .arg("--keyrings-dir")
+            .arg(root.join("usr/share/debsig/keyrings"))
+            .arg(deb)
+            .output()
+            .context("cannot run debsig-verify")?;
+        Ok(out.status.code().unwrap_or(-1))
+    };
+    let good = verify(&signed.path)?;
+    ensure!(
+        good == 0,
+        "debsig-verify rejected the signed package (exit {good})"
+    );
+    // Flip one byte inside the data member: the signature must no longer match.
+    let mut bytes = std::fs::read(&signed.path)?;
+    let at = bytes.len() - 4096;
+    bytes[at] ^= 0x55;
+    let tampered = dir.join("tampered.deb");
+    std::fs::write(&tampered, bytes)?;
+    let bad = verify(&tampered)?;
+    ensure!(
+        bad == 13,
+        "debsig-verify on a tampered package: exit {bad}, expected 13"
+    );
+    let none = verify(&unsigned.path)?;
+    ensure!(
+        none == 10,
+        "debsig-verify on an unsigned package: exit {none}, expected 10"
+    );
+    Ok((
+        (),
+        "signed: exit 0; tampered: exit 13; unsigned: exit 10".into(),
+    ))
+}
+
 /// The `Depends` field of `deb`, as written.
 fn dependencies_field(deb: &Path) -> Result<String> {
     let out = stdout(
@@ -158,7 +247,7 @@ fn dependencies_field(deb: &Path) -> Result<String> {
 
 /// The packages a `Depends` or `Pre-Depends` of `deb` names, the first of each set of
 /// alternatives, without versions or architecture qualifiers.
-fn dependencies(deb: &Path) -> Result<Vec<String>> {
+pub(crate) fn dependencies(deb: &Path) -> Result<Vec<String>> {
     let fields = stdout(
         Command::new("dpkg-deb")
             .arg("--field")
