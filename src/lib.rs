@@ -17,6 +17,7 @@ pub mod layout;
 pub mod listener;
 pub mod lock;
 pub mod render;
+pub mod repo;
 pub mod sign;
 pub mod stack;
 pub mod unpack;

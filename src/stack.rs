@@ -390,8 +390,11 @@ fn normalise_abs_dir(s: &str) -> Option<String> {
         }
     }
     let out = out.to_str()?.to_owned();
-    (out != "/" && out.chars().all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c)))
-        .then_some(out)
+    (out != "/"
+        && out
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c)))
+    .then_some(out)
 }
 
 #[cfg(test)]
@@ -494,7 +497,11 @@ cni_bin_dir = "/opt/cni//bin/"
             ("/opt/cni//bin/", "opt/cni/bin", "settings.cni_bin_dir"),
             ("/opt/cni//bin/", "/opt/../bin", "settings.cni_bin_dir"),
             ("pause:3.10.2", "pause 3", "settings.sandbox_image"),
-            ("pause:3.10.2", "pause:3'; rm -rf /'", "settings.sandbox_image"),
+            (
+                "pause:3.10.2",
+                "pause:3'; rm -rf /'",
+                "settings.sandbox_image",
+            ),
             ("/opt/cni//bin/", "/opt/cni bin", "settings.cni_bin_dir"),
             ("/opt/cni//bin/", "/opt/$(id)", "settings.cni_bin_dir"),
         ];

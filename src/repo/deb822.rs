@@ -93,7 +93,10 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, String> {
             }
         } else {
             let Some((k, v)) = line.split_once(':') else {
-                return Err(format!("line {}: expected `Field: value`, found {line:?}", n + 1));
+                return Err(format!(
+                    "line {}: expected `Field: value`, found {line:?}",
+                    n + 1
+                ));
             };
             if k.is_empty() || k.contains(char::is_whitespace) {
                 return Err(format!("line {}: {k:?} is not a field name", n + 1));

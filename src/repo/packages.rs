@@ -83,7 +83,9 @@ impl Entry {
                 .chars()
                 .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
         {
-            return Err(format!("Architecture {architecture:?} is not a Debian architecture"));
+            return Err(format!(
+                "Architecture {architecture:?} is not a Debian architecture"
+            ));
         }
         // The pool directory is named after the source package, as Debian's archive does.
         let source = c
@@ -132,7 +134,13 @@ fn check_package_name(name: &str) -> Result<(), String> {
 
 /// `pool/<component>/<prefix>/<source>/<package>_<version without epoch>_<arch>.deb`; the
 /// prefix is the first letter, or `libx` for `lib…` packages, as in Debian's archive.
-pub fn pool_path(component: &str, source: &str, package: &str, version: &str, arch: &str) -> String {
+pub fn pool_path(
+    component: &str,
+    source: &str,
+    package: &str,
+    version: &str,
+    arch: &str,
+) -> String {
     let prefix = if source.starts_with("lib") && source.len() > 3 {
         &source[..4]
     } else {
@@ -255,10 +263,7 @@ mod tests {
     fn keep_drops_the_lowest_versions_per_package_and_arch() {
         let entries: Vec<Entry> = ["2.3.4-10", "2.3.4-2", "2.3.4-9"]
             .iter()
-            .flat_map(|v| {
-                ["amd64", "arm64"]
-                    .map(|a| Entry::from_deb(&deb(v, a), "main").unwrap())
-            })
+            .flat_map(|v| ["amd64", "arm64"].map(|a| Entry::from_deb(&deb(v, a), "main").unwrap()))
             .collect();
         let (kept, dropped) = keep_newest(entries.clone(), Some(2));
         let show = |es: &[Entry]| {
@@ -268,7 +273,12 @@ mod tests {
         };
         assert_eq!(
             show(&kept),
-            ["2.3.4-9/amd64", "2.3.4-9/arm64", "2.3.4-10/amd64", "2.3.4-10/arm64"]
+            [
+                "2.3.4-9/amd64",
+                "2.3.4-9/arm64",
+                "2.3.4-10/amd64",
+                "2.3.4-10/arm64"
+            ]
         );
         assert_eq!(show(&dropped), ["2.3.4-2/amd64", "2.3.4-2/arm64"]);
         let (all, none) = keep_newest(entries, None);

@@ -212,8 +212,14 @@ mod tests {
         for t in [0, 951_782_400, 1_798_360_394, 4_102_444_800] {
             assert_eq!(parse_date(&rfc2822(t)), Some(t), "{t}");
         }
-        assert_eq!(parse_date("Sun, 27 Dec 2026 08:33:14 UTC"), Some(1_798_360_394));
-        assert_eq!(parse_date("27 Dec 2026 09:33:14 +0100"), Some(1_798_360_394));
+        assert_eq!(
+            parse_date("Sun, 27 Dec 2026 08:33:14 UTC"),
+            Some(1_798_360_394)
+        );
+        assert_eq!(
+            parse_date("27 Dec 2026 09:33:14 +0100"),
+            Some(1_798_360_394)
+        );
         assert_eq!(parse_date("Sun, 27 Foo 2026 08:33:14 +0000"), None);
         assert_eq!(parse_date("yesterday"), None);
     }
@@ -263,6 +269,9 @@ mod tests {
 
     #[test]
     fn a_release_without_date_is_refused_naming_the_field() {
-        assert_eq!(Release::parse("Suite: stable\n").unwrap_err(), "no Date field");
+        assert_eq!(
+            Release::parse("Suite: stable\n").unwrap_err(),
+            "no Date field"
+        );
     }
 }

@@ -37,7 +37,11 @@ pub fn check_version(version: &str) -> Result<(), String> {
         return bad("only letters, digits and . + ~ - : are allowed");
     }
     if let Some(r) = revision {
-        if r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || "+.~".contains(c)) {
+        if r.is_empty()
+            || !r
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.~".contains(c))
+        {
             return bad("the revision after the last '-' must be letters, digits, + . ~");
         }
     }
@@ -74,8 +78,7 @@ fn compare_part(a: &[u8], b: &[u8]) -> Ordering {
     let at = |s: &[u8], k: usize| s.get(k).copied();
     let digit = |c: Option<u8>| c.is_some_and(|c| c.is_ascii_digit());
     while i < a.len() || j < b.len() {
-        while (at(a, i).is_some() && !digit(at(a, i))) || (at(b, j).is_some() && !digit(at(b, j)))
-        {
+        while (at(a, i).is_some() && !digit(at(a, i))) || (at(b, j).is_some() && !digit(at(b, j))) {
             let (ac, bc) = (order(at(a, i)), order(at(b, j)));
             if ac != bc {
                 return ac.cmp(&bc);
@@ -150,7 +153,10 @@ mod tests {
     fn sorting_gives_dpkg_order() {
         let mut v = vec!["2.3.4-10", "2.3.4-2", "1:1.0-1", "2.3.4~rc1-1", "2.3.4-1"];
         v.sort_by(|a, b| compare_versions(a, b));
-        assert_eq!(v, ["2.3.4~rc1-1", "2.3.4-1", "2.3.4-2", "2.3.4-10", "1:1.0-1"]);
+        assert_eq!(
+            v,
+            ["2.3.4~rc1-1", "2.3.4-1", "2.3.4-2", "2.3.4-10", "1:1.0-1"]
+        );
     }
 
     #[test]

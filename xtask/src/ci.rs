@@ -21,6 +21,7 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "gpgv",
     "apt",
     "debsig-verify",
+    "python3-venv",
 ];
 
 #[derive(Parser)]
@@ -51,6 +52,10 @@ pub fn run(args: Args) -> Result<()> {
         ]),
     )?;
     step("tests", Command::new(&cargo).args(["test", "--workspace"]))?;
+    step(
+        "workflows",
+        Command::new(&cargo).args(["xtask", "workflows"]),
+    )?;
     step(
         "system tests",
         Command::new(&cargo).args(["xtask", "system"]),

@@ -254,7 +254,7 @@ fn mounts_under(root: &Path) -> Vec<String> {
 }
 
 /// The mount point column of mountinfo(5), with its octal escapes (`\040`) decoded.
-fn mount_points(mountinfo: &str) -> Vec<String> {
+pub(crate) fn mount_points(mountinfo: &str) -> Vec<String> {
     mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))

@@ -1,0 +1,135 @@
+//! Carries a [`Plan`] out, one [`Step`] at a time in the plan's order. Every file is
+//! written whole under no name and linked into place ([`crate::atomic`]), its data and its
+//! directory flushed to disk before the next step starts, so a reader — or a crash — sees
+//! the old file or the new one, never part of one, and never a later step without the
+//! earlier ones. A lock on `<repo>/.lock` makes two publishes into one repository wait for
+//! each other.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::atomic::AtomicFile;
+use crate::error::{Error, IoContext, Result};
+use crate::listener::{Event, Listener};
+
+use super::plan::{Plan, Step};
+
+/// Held while a publish runs; dropping it (or the process ending) releases the lock.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: File,
+}
+
+/// Takes the repository's lock, creating the repository directory if needed; waits, saying
+/// so, while another publish holds it.
+pub fn lock(root: &Path, listener: &dyn Listener) -> Result<RepoLock> {
+    fs::create_dir_all(root).at(root)?;
+    let path = root.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .at(&path)?;
+    if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
+        listener.event(Event::Step(format!(
+            "waiting for another publish to release {}",
+            path.display()
+        )));
+        flock(&file, libc::LOCK_EX).at(&path)?;
+    }
+    Ok(RepoLock { _file: file })
+}
+
+fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock on a descriptor this File owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Carries out every step of `plan`, reporting each to `listener`.
+pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> {
+    for step in &plan.steps {
+        listener.event(Event::Step(step.to_string()));
+        apply(root, step)?;
+    }
+    Ok(())
+}
+
+/// Carries out one step. Tests call this to stop a publish after any step.
+pub fn apply(root: &Path, step: &Step) -> Result<()> {
+    match step {
+        Step::Write { to, bytes } => {
+            let path = root.join(to);
+            let mut f = AtomicFile::new_in(&make_dirs(&path)?, 0o644)?;
+            f.file().write_all(bytes).at(&path)?;
+            f.persist(&path)
+        }
+        Step::CopyDeb { from, to, sha256 } => {
+            let path = root.join(to);
+            let mut f = AtomicFile::new_in(&make_dirs(&path)?, 0o644)?;
+            let mut src = File::open(from).at(from)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = src.read(&mut buf).at(from)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                f.file().write_all(&buf[..n]).at(&path)?;
+            }
+            let got = hex::encode(hasher.finalize());
+            if got != *sha256 {
+                return Err(Error::Repo {
+                    path: from.clone(),
+                    message: format!(
+                        "changed while it was being published (sha256 {sha256} when indexed, {got} when copied); publish it again"
+                    ),
+                });
+            }
+            f.persist(&path)
+        }
+        Step::Remove { path } => {
+            let path = root.join(path);
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e).at(&path),
+            }
+        }
+    }
+}
+
+/// Creates the directory of `file` and any missing parents, flushing each new name to disk
+/// in its parent, so a file linked into a new directory survives a crash too.
+fn make_dirs(file: &Path) -> Result<PathBuf> {
+    let dir = file.parent().expect("a file in the repository").to_owned();
+    let mut missing = Vec::new();
+    let mut d = dir.as_path();
+    while !d.is_dir() {
+        missing.push(d.to_owned());
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).at(d),
+        }
+        if let Some(parent) = d.parent() {
+            File::open(parent).and_then(|p| p.sync_all()).at(parent)?;
+        }
+    }
+    Ok(dir)
+}

@@ -1,0 +1,104 @@
+//! `repo`: publishes packages into a signed apt repository made of static files, which any
+//! web server, bucket or GitHub Pages can host. A publish adds packages to what is there,
+//! keeps the newest N versions of each package and architecture if asked, and never leaves
+//! a state apt refuses, even when killed half-way.
+//!
+//! Layout (`<suite>` defaults to `stable`, `<component>` to `main`):
+//!
+//! ```text
+//! pool/<component>/c/containerd-stack/containerd-stack_<version>_<arch>.deb
+//! dists/<suite>/InRelease                 clear-signed Release (apt reads this first)
+//! dists/<suite>/Release, Release.gpg      the same, with a detached armoured signature
+//! dists/<suite>/<component>/binary-<arch>/Packages{,.gz,.xz}
+//! dists/<suite>/<component>/binary-<arch>/by-hash/{SHA256,SHA512}/<hex>
+//! containerd-stack.gpg, .asc              the signing keys' public halves (Signed-By)
+//! containerd-stack.sources                deb822 source for /etc/apt/sources.list.d/
+//! .lock                                   held while a publish runs
+//! .state/<suite>.json                     by-hash generations, pool files ever published
+//! ```
+//!
+//! The work is split so each part can be tested alone: [`state`] reads the repository and
+//! the new packages, [`plan`] (pure, no I/O) computes every file of the next generation and
+//! the order to write them in, [`exec`] writes them under the lock. Why the order of
+//! [`plan::Step`]s is safe to interrupt is explained in [`plan`].
+//!
+//! State lives in the repository itself. The indexes are the database: a publish parses the
+//! `Packages` files the live Release names (their by-hash copy if the plain file was
+//! already replaced by an interrupted publish) and never reopens a published package, so
+//! adding one package costs the same whatever the pool holds; a new package is read for its
+//! control member and hashes only. What the indexes cannot say is in `.state/<suite>.json`:
+//! which by-hash files belong to the last generations (the live Release is always counted
+//! as one, even if the record missed it), and every pool file the suite ever indexed with
+//! its sha256, so that a version `--keep` dropped cannot come back with other bytes. Losing
+//! that file loses only those two memories; the next publish starts a new record.
+//!
+//! The pool is shared by every suite: a pool file another suite's index references is
+//! neither replaced nor deleted. `containerd-stack.sources` names the suite published last.
+
+pub mod deb822;
+pub mod exec;
+pub mod packages;
+pub mod plan;
+pub mod release;
+pub mod state;
+pub mod version;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::Result;
+use crate::listener::{Event, Listener};
+use crate::sign::Signer;
+
+pub use exec::{apply, execute, lock, RepoLock};
+pub use plan::{plan, Plan, PublishOptions, Step};
+pub use state::{inspect_deb, read_current};
+pub use version::compare_versions;
+
+/// The name of the client files: `<repo>/containerd-stack.{gpg,asc,sources}`, installed as
+/// `/etc/apt/keyrings/containerd-stack.gpg` and
+/// `/etc/apt/sources.list.d/containerd-stack.sources`.
+pub const CLIENT_NAME: &str = "containerd-stack";
+
+/// The `URIs:` written when no URL was ever given; the user replaces it.
+pub const PLACEHOLDER_URL: &str = "https://REPO.example/";
+
+/// Publishes `debs` into the repository at `root`, signed by every one of `signers`.
+pub fn publish(
+    root: &Path,
+    debs: &[PathBuf],
+    signers: &[&Signer],
+    opts: &PublishOptions,
+    listener: &dyn Listener,
+) -> Result<Plan> {
+    let _lock = lock(root, listener)?;
+    let new = debs
+        .iter()
+        .map(|d| inspect_deb(d))
+        .collect::<Result<Vec<_>>>()?;
+    let current = read_current(root, &opts.suite)?;
+    let plan = plan(&current, &new, signers, opts)?;
+    listener.event(Event::Step(format!(
+        "{} step(s) to publish {} package(s) into {}",
+        plan.steps.len(),
+        plan.added.len(),
+        root.display()
+    )));
+    wait_for(plan.release.date, listener);
+    execute(root, &plan, listener)?;
+    Ok(plan)
+}
+
+/// Waits until the clock reaches `date` (at most [`plan::MAX_AHEAD`] seconds, as the planner
+/// checked): a Date that only moved on because two publishes came within a second must not
+/// reach clients ahead of their clocks, or a client a little behind refuses the repository.
+fn wait_for(date: u64, listener: &dyn Listener) {
+    let at = UNIX_EPOCH + Duration::from_secs(date);
+    if let Ok(ahead) = at.duration_since(SystemTime::now()) {
+        listener.event(Event::Step(format!(
+            "waiting {:.1} s for the clock to reach the new Date",
+            ahead.as_secs_f64()
+        )));
+        std::thread::sleep(ahead);
+    }
+}

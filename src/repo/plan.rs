@@ -1,0 +1,877 @@
+//! The planner: from what the repository holds now ([`Current`]) and the packages to add, it
+//! computes every file of the next generation — pool copies, indexes and their by-hash
+//! copies, Release, Release.gpg, InRelease, the client files — and what may be deleted once
+//! that generation is live, as an ordered list of [`Step`]s. It does no I/O: signing is a
+//! computation on keys already loaded, and the clock is an input.
+//!
+//! The order of the steps is what makes a publish safe to interrupt:
+//! 1. new packages into the pool;
+//! 2. the by-hash copies of every changed index (`…/by-hash/SHA256/<hex>` and `SHA512`);
+//! 3. the indexes at their plain names (`Packages`, `.gz`, `.xz`);
+//! 4. the public keyrings and `containerd-stack.sources`;
+//! 5. `Release`, then `Release.gpg`, then `InRelease` — the file apt reads first, so the new
+//!    generation goes live in that one rename;
+//! 6. the record of by-hash generations;
+//! 7. deletions: pool files no index references any more, by-hash files of generations older
+//!    than the kept ones.
+//!
+//! Up to step 5 the live InRelease is the old one, and every file it names is still there
+//! (apt fetches indexes by hash, and old by-hash copies are only deleted in step 7); from
+//! step 5 on it is the new one, and everything it names was written before it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::deb::compress::Compression;
+use crate::error::{Error, IoContext, Result};
+use crate::render::rfc2822;
+use crate::sign::{public_keyring, Signer};
+
+use super::packages::{self, Entry, NewDeb};
+use super::release::{IndexFile, Release};
+use super::{CLIENT_NAME, PLACEHOLDER_URL};
+
+/// How many generations of by-hash files are kept besides the live one, as apt-ftparchive
+/// does: a client that read an InRelease up to three publishes ago still finds its indexes.
+pub const KEPT_GENERATIONS: usize = 3;
+
+/// apt refuses a Release dated more than this many seconds after its own clock
+/// (`Acquire::Max-FutureTime`).
+pub const MAX_AHEAD: u64 = 10;
+
+/// Compression levels of the indexes. Most of an index is hashes, which do not compress: on
+/// a thousand-package index xz -6 took 80 ms for 74 KB where -1 took 30 ms for 95 KB, and
+/// that is most of what a publish costs. gzip -9 costs little on text.
+const XZ_LEVEL: u32 = 1;
+const GZIP_LEVEL: u32 = 9;
+
+/// What a publish was asked to do, besides which packages.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// `dists/<suite>/`.
+    pub suite: String,
+    /// Default: the previous Release's, else the suite.
+    pub codename: Option<String>,
+    pub component: String,
+    /// Default: the previous Release's, else `containerd-stack`.
+    pub origin: Option<String>,
+    /// Default: the previous Release's, else `containerd-stack`.
+    pub label: Option<String>,
+    /// Keep the N highest versions per package and architecture; `None` keeps all.
+    pub keep: Option<usize>,
+    /// Write `Valid-Until:` this many days after Date; `Some(0)` writes none; `None` keeps
+    /// the previous Release's validity period, if it had one.
+    pub valid_for_days: Option<u32>,
+    /// The URL clients reach the repository at, for the `.sources` file; default: the one
+    /// the previous publish wrote, else a placeholder.
+    pub url: Option<String>,
+    /// Allow Origin, Label or Codename to differ from the previous Release.
+    pub allow_release_info_change: bool,
+    /// The clock, in Unix seconds, read once by the caller.
+    pub now: u64,
+}
+
+impl PublishOptions {
+    pub fn new(now: u64) -> PublishOptions {
+        PublishOptions {
+            suite: "stable".into(),
+            codename: None,
+            component: "main".into(),
+            origin: None,
+            label: None,
+            keep: None,
+            valid_for_days: None,
+            url: None,
+            allow_release_info_change: false,
+            now,
+        }
+    }
+}
+
+/// One generation of by-hash files: those a Release listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The Release's Date, Unix seconds.
+    pub date: u64,
+    /// Repository-relative paths of its by-hash files.
+    pub files: BTreeSet<String>,
+}
+
+/// What a suite's indexes do not say themselves, kept in `<repo>/.state/<suite>.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuiteState {
+    /// By-hash generations, newest first.
+    pub generations: Vec<Generation>,
+    /// Every pool file the suite ever indexed, with its sha256: a version `--keep` dropped
+    /// may still sit in clients' and proxies' caches, so it must not come back different.
+    #[serde(default)]
+    pub published: BTreeMap<String, String>,
+}
+
+/// What the repository holds before the publish.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// The repository root, for messages.
+    pub root: PathBuf,
+    /// The live Release: InRelease's text, else Release's.
+    pub release: Option<Release>,
+    /// The latest Date of InRelease and Release (they differ after an interrupted publish).
+    pub last_date: Option<u64>,
+    /// The entries of every index the live Release lists, by (component, architecture).
+    pub indexes: BTreeMap<(String, String), Vec<Entry>>,
+    /// Suite-relative paths (`main/binary-amd64/Packages.xz`) whose file at the plain name
+    /// differs from what the live Release lists (an interrupted publish got that far).
+    pub stale: BTreeSet<String>,
+    /// This suite's record.
+    pub state: SuiteState,
+    /// Pool files the live indexes of other suites reference: `(sha256, "dists/<suite>")`.
+    /// The pool is shared, so these are neither replaced nor deleted.
+    pub elsewhere: BTreeMap<String, (String, String)>,
+    /// Every pool file any suite's record says was ever published, with its sha256.
+    pub published: BTreeMap<String, String>,
+    /// Every by-hash file under the suite, repository-relative.
+    pub by_hash_files: BTreeSet<String>,
+    /// `URIs:` of the `.sources` file the last publish wrote.
+    pub url: Option<String>,
+}
+
+/// One file operation, relative to the repository root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Copy a package into the pool; the copy must hash to `sha256`.
+    CopyDeb {
+        from: PathBuf,
+        to: String,
+        sha256: String,
+    },
+    /// Write a file whole.
+    Write { to: String, bytes: Vec<u8> },
+    /// Delete a file nothing live references any more.
+    Remove { path: String },
+}
+
+impl Step {
+    pub fn path(&self) -> &str {
+        match self {
+            Step::CopyDeb { to, .. } | Step::Write { to, .. } => to,
+            Step::Remove { path } => path,
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::CopyDeb { from, to, .. } => write!(f, "copy {} to {to}", from.display()),
+            Step::Write { to, bytes } => write!(f, "write {to} ({} bytes)", bytes.len()),
+            Step::Remove { path } => write!(f, "remove {path}"),
+        }
+    }
+}
+
+/// The next generation of the repository.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// In the order they must be carried out.
+    pub steps: Vec<Step>,
+    pub release: Release,
+    /// Pool paths of packages added to an index.
+    pub added: Vec<String>,
+    /// Pool paths of packages given that were already published, byte for byte.
+    pub already: Vec<String>,
+    /// `package version (arch)` of entries `--keep` took out of an index.
+    pub dropped: Vec<String>,
+    /// The URL in `.sources`; [`PLACEHOLDER_URL`] when none was given.
+    pub url: String,
+    /// The two commands that set a client up.
+    pub client_commands: Vec<String>,
+}
+
+/// Plans the publish of `debs` into the repository described by `current`, signed by every
+/// one of `signers`.
+pub fn plan(
+    current: &Current,
+    debs: &[NewDeb],
+    signers: &[&Signer],
+    opts: &PublishOptions,
+) -> Result<Plan> {
+    let root = &current.root;
+    let suite_dir = format!("dists/{}", opts.suite);
+    let at = |rel: &str| root.join(rel);
+    for (flag, value) in [("--suite", &opts.suite), ("--component", &opts.component)]
+        .into_iter()
+        .chain(opts.codename.as_ref().map(|c| ("--codename", c)))
+    {
+        check_name(flag, value)?;
+    }
+    if signers.is_empty() {
+        return Err(Error::Usage(
+            "no signing key: apt refuses an unsigned repository; pass --sign-key".into(),
+        ));
+    }
+    if opts.keep == Some(0) {
+        return Err(Error::Usage(
+            "--keep 0 would empty the index; keep at least 1 version".into(),
+        ));
+    }
+    let live = current.release.as_ref();
+    if live.is_none() && debs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no repository there yet and no package given: nothing to publish",
+            root.display()
+        )));
+    }
+
+    // Changing these makes every client's `apt-get update` fail until the user runs it with
+    // --allow-releaseinfo-change, so they are kept unless explicitly changed.
+    let release_path = at(&format!("{suite_dir}/Release"));
+    let pick = |flag: &str,
+                field: &str,
+                given: &Option<String>,
+                old: Option<&String>,
+                default: &str| {
+        match (given, old) {
+            (Some(g), Some(o)) if g != o && !opts.allow_release_info_change => Err(Error::Repo {
+                path: release_path.clone(),
+                message: format!(
+                    "{field} is {o:?} but {flag} says {g:?}: changing it stops every client's apt-get update until it is run with --allow-releaseinfo-change; pass --allow-release-info-change to do it anyway"
+                ),
+            }),
+            (Some(g), _) => Ok(g.clone()),
+            (None, Some(o)) => Ok(o.clone()),
+            (None, None) => Ok(default.to_owned()),
+        }
+    };
+    let origin = pick(
+        "--origin",
+        "Origin",
+        &opts.origin,
+        live.map(|r| &r.origin),
+        CLIENT_NAME,
+    )?;
+    let label = pick(
+        "--label",
+        "Label",
+        &opts.label,
+        live.map(|r| &r.label),
+        CLIENT_NAME,
+    )?;
+    let codename = pick(
+        "--codename",
+        "Codename",
+        &opts.codename,
+        live.map(|r| &r.codename),
+        &opts.suite,
+    )?;
+
+    // Every pool file is immutable once published: clients and proxies cache it by name.
+    let mut pool: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for entries in current.indexes.values() {
+        for e in entries {
+            pool.entry(e.filename.clone())
+                .or_insert_with(|| (e.sha256.clone(), format!("was published in {suite_dir}")));
+        }
+    }
+    let live_pool: BTreeSet<String> = pool.keys().cloned().collect();
+    for (filename, (sha256, suite)) in &current.elsewhere {
+        pool.entry(filename.clone())
+            .or_insert_with(|| (sha256.clone(), format!("was published in {suite}")));
+    }
+    for (filename, sha256) in &current.published {
+        pool.entry(filename.clone())
+            .or_insert_with(|| (sha256.clone(), "was published earlier".into()));
+    }
+    let mut new_entries = Vec::new();
+    let mut already = Vec::new();
+    for deb in debs {
+        let e = Entry::from_deb(deb, &opts.component).map_err(|message| Error::Repo {
+            path: deb.path.clone(),
+            message,
+        })?;
+        match pool.get(&e.filename) {
+            Some((sha, _)) if *sha == e.sha256 => {
+                if live_pool.contains(&e.filename) {
+                    already.push(e.filename.clone());
+                    continue;
+                }
+            }
+            Some((sha, from)) => {
+                return Err(Error::Repo {
+                    path: at(&e.filename),
+                    message: format!(
+                        "{} {} ({}) {from} with sha256 {sha}, and {} differs (sha256 {}): a published version must never change (clients and proxies cache it); raise the package revision and build again",
+                        e.package,
+                        e.version,
+                        e.architecture,
+                        deb.path.display(),
+                        e.sha256
+                    ),
+                })
+            }
+            None => {
+                pool.insert(
+                    e.filename.clone(),
+                    (e.sha256.clone(), format!("is also given as {}", deb.path.display())),
+                );
+            }
+        }
+        new_entries.push((deb, e));
+    }
+
+    // Which indexes receive which entries; `all` packages go into every architecture's.
+    let mut indexes = current.indexes.clone();
+    let mut arches: BTreeSet<String> = live
+        .map(|r| r.architectures.iter().cloned().collect())
+        .unwrap_or_default();
+    arches.extend(
+        new_entries
+            .iter()
+            .map(|(_, e)| e.architecture.clone())
+            .filter(|a| a != "all"),
+    );
+    for arch in &arches {
+        let key = (opts.component.clone(), arch.clone());
+        if !indexes.contains_key(&key) {
+            // A new architecture gets the component's `all` packages too.
+            let all: BTreeMap<&String, &Entry> = indexes
+                .iter()
+                .filter(|((c, _), _)| *c == opts.component)
+                .flat_map(|(_, entries)| entries)
+                .filter(|e| e.architecture == "all")
+                .map(|e| (&e.filename, e))
+                .collect();
+            let all = all.into_values().cloned().collect();
+            indexes.insert(key, all);
+        }
+    }
+    for (deb, e) in &new_entries {
+        let targets: Vec<&String> = if e.architecture == "all" {
+            if arches.is_empty() {
+                return Err(Error::Repo {
+                    path: deb.path.clone(),
+                    message: "an Architecture: all package needs an architecture-specific package in the suite to be indexed with".into(),
+                });
+            }
+            arches.iter().collect()
+        } else {
+            vec![&e.architecture]
+        };
+        for arch in targets {
+            let index = indexes
+                .get_mut(&(opts.component.clone(), arch.clone()))
+                .expect("every architecture has an index");
+            if !index.iter().any(|x| x.filename == e.filename) {
+                index.push(e.clone());
+            }
+        }
+    }
+
+    // Each index: keep, sort, render; an index whose text did not change keeps its files.
+    let mut files: Vec<IndexFile> = Vec::new();
+    let mut by_hash_steps = Vec::new();
+    let mut plain_steps = Vec::new();
+    let mut dropped = BTreeSet::new();
+    let mut referenced = BTreeSet::new();
+    let mut new_indexed = BTreeMap::new();
+    let live_file = |path: &str| live.and_then(|r| r.files.iter().find(|f| f.path == path));
+    for ((component, arch), entries) in indexes {
+        let (kept, gone) = packages::keep_newest(entries, opts.keep);
+        for e in &gone {
+            dropped.insert(format!("{} {} ({arch})", e.package, e.version));
+        }
+        referenced.extend(kept.iter().map(|e| e.filename.clone()));
+        new_indexed.extend(kept.iter().map(|e| (e.filename.clone(), e.sha256.clone())));
+        let text = packages::render(&kept);
+        let dir = format!("{component}/binary-{arch}");
+        let names = ["Packages", "Packages.gz", "Packages.xz"].map(|n| format!("{dir}/{n}"));
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let listed: Option<Vec<IndexFile>> = names.iter().map(|n| live_file(n).cloned()).collect();
+        let unchanged = listed.filter(|fs| {
+            fs[0].sha256 == sha256
+                && fs
+                    .iter()
+                    .all(|f| f.sha512.is_some() && !current.stale.contains(&f.path))
+        });
+        if let Some(same) = unchanged {
+            files.extend(same);
+            continue;
+        }
+        let shown = at(&format!("{suite_dir}/{}", names[0]));
+        let gz = gzip(text.as_bytes(), &shown)?;
+        let xz = xz(text.as_bytes(), &shown)?;
+        for (name, bytes) in names.iter().zip([text.into_bytes(), gz, xz]) {
+            let file = IndexFile {
+                path: name.clone(),
+                size: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                sha512: Some(hex::encode(Sha512::digest(&bytes))),
+            };
+            for path in by_hash_paths(&suite_dir, &file) {
+                if !current.by_hash_files.contains(&path) {
+                    by_hash_steps.push(Step::Write {
+                        to: path,
+                        bytes: bytes.clone(),
+                    });
+                }
+            }
+            plain_steps.push(Step::Write {
+                to: format!("{suite_dir}/{name}"),
+                bytes,
+            });
+            files.push(file);
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let mut added = Vec::new();
+    let mut pool_steps = Vec::new();
+    for (deb, e) in &new_entries {
+        if referenced.contains(&e.filename) && !added.contains(&e.filename) {
+            added.push(e.filename.clone());
+            if current.elsewhere.contains_key(&e.filename) {
+                continue; // another suite's index keeps it in the pool
+            }
+            pool_steps.push(Step::CopyDeb {
+                from: deb.path.clone(),
+                to: e.filename.clone(),
+                sha256: e.sha256.clone(),
+            });
+        }
+    }
+
+    // Date only ever increases: apt silently ignores an InRelease older than the one it has.
+    // A Date ahead of the clock is waited for by `publish`, so it never reaches clients;
+    // one too far ahead means a clock is wrong, and no Date would work.
+    let date = match current.last_date {
+        Some(last) if last >= opts.now => last + 1,
+        _ => opts.now,
+    };
+    if date > opts.now + MAX_AHEAD {
+        let last = date - 1;
+        return Err(Error::Repo {
+            path: at(&format!("{suite_dir}/InRelease")),
+            message: format!(
+                "is dated {}, {} s after this machine's clock ({}), and the next Date must be later still, which clients would refuse as not valid yet: fix whichever clock is wrong, or publish after {}",
+                rfc2822(last),
+                last - opts.now,
+                rfc2822(opts.now),
+                rfc2822(last)
+            ),
+        });
+    }
+    let mut components: BTreeSet<String> = live
+        .map(|r| r.components.iter().cloned().collect())
+        .unwrap_or_default();
+    components.insert(opts.component.clone());
+    let release = Release {
+        origin,
+        label,
+        suite: opts.suite.clone(),
+        codename,
+        date,
+        valid_until: match opts.valid_for_days {
+            Some(0) => None,
+            Some(days) => Some(date + u64::from(days) * 86_400),
+            // Kept as long as before: dropping it silently would weaken what clients check.
+            None => live
+                .and_then(|r| Some(r.valid_until?.saturating_sub(r.date)))
+                .map(|d| date + d),
+        },
+        architectures: arches.into_iter().collect(),
+        components: components.into_iter().collect(),
+        files,
+    };
+    let release_text = release.render();
+    // Signed at the clock's time, never after Date: gpgv refuses a signature from the future.
+    let sig_time = opts.now.min(date);
+    let in_release = Signer::clearsign(signers, &release_text, sig_time)?;
+    let release_gpg = Signer::detached_armored_many(signers, release_text.as_bytes(), sig_time)?;
+
+    let url = opts
+        .url
+        .clone()
+        .or_else(|| current.url.clone())
+        .unwrap_or_else(|| PLACEHOLDER_URL.to_owned());
+    let url = if url.ends_with('/') {
+        url
+    } else {
+        format!("{url}/")
+    };
+    let (keyring, keyring_armored) = public_keyring(signers)?;
+    let sources = sources_file(&url, &release);
+    let client_commands = vec![
+        format!("sudo curl -fsSLo /etc/apt/keyrings/{CLIENT_NAME}.gpg {url}{CLIENT_NAME}.gpg"),
+        format!(
+            "sudo curl -fsSLo /etc/apt/sources.list.d/{CLIENT_NAME}.sources {url}{CLIENT_NAME}.sources"
+        ),
+    ];
+
+    // The new generation, then as many earlier ones as are kept. The live Release is the
+    // latest earlier one even when the record missed it (a publish stopped before writing it).
+    let new_generation = Generation {
+        date,
+        files: release
+            .files
+            .iter()
+            .flat_map(|f| by_hash_paths(&suite_dir, f))
+            .collect(),
+    };
+    let mut earlier: Vec<Generation> = Vec::new();
+    if let Some(r) = live {
+        earlier.push(Generation {
+            date: r.date,
+            files: r
+                .files
+                .iter()
+                .flat_map(|f| by_hash_paths(&suite_dir, f))
+                .collect(),
+        });
+    }
+    for g in &current.state.generations {
+        if !earlier.iter().any(|e| e.files == g.files) {
+            earlier.push(g.clone());
+        }
+    }
+    earlier.retain(|g| g.files != new_generation.files);
+    earlier.truncate(KEPT_GENERATIONS);
+    let mut published = current.state.published.clone();
+    published.extend(new_indexed.iter().map(|(f, sha)| (f.clone(), sha.clone())));
+    let state = SuiteState {
+        generations: std::iter::once(new_generation).chain(earlier).collect(),
+        published,
+    };
+    let kept_by_hash: BTreeSet<&String> = state.generations.iter().flat_map(|g| &g.files).collect();
+    let state = serde_json::to_vec_pretty(&state).expect("plain data serialises");
+
+    let write = |to: String, bytes: Vec<u8>| Step::Write { to, bytes };
+    let mut steps = pool_steps;
+    steps.extend(by_hash_steps);
+    steps.extend(plain_steps);
+    steps.push(write(format!("{CLIENT_NAME}.gpg"), keyring));
+    steps.push(write(
+        format!("{CLIENT_NAME}.asc"),
+        keyring_armored.into_bytes(),
+    ));
+    steps.push(write(
+        format!("{CLIENT_NAME}.sources"),
+        sources.into_bytes(),
+    ));
+    steps.push(write(
+        format!("{suite_dir}/Release"),
+        release_text.into_bytes(),
+    ));
+    steps.push(write(
+        format!("{suite_dir}/Release.gpg"),
+        release_gpg.into_bytes(),
+    ));
+    steps.push(write(
+        format!("{suite_dir}/InRelease"),
+        in_release.into_bytes(),
+    ));
+    steps.push(write(state_path(&opts.suite), state));
+    for path in live_pool.difference(&referenced) {
+        if !current.elsewhere.contains_key(path) {
+            steps.push(Step::Remove { path: path.clone() });
+        }
+    }
+    for path in &current.by_hash_files {
+        if !kept_by_hash.contains(path) {
+            steps.push(Step::Remove { path: path.clone() });
+        }
+    }
+
+    Ok(Plan {
+        steps,
+        release,
+        added,
+        already,
+        dropped: dropped.into_iter().collect(),
+        url,
+        client_commands,
+    })
+}
+
+/// Where the record of by-hash generations of `suite` lives, relative to the root.
+pub fn state_path(suite: &str) -> String {
+    format!(".state/{suite}.json")
+}
+
+/// `dists/<suite>/<dir>/by-hash/SHA256/<hex>` and the SHA512 one, for a listed index.
+pub fn by_hash_paths(suite_dir: &str, f: &IndexFile) -> Vec<String> {
+    let dir = Path::new(&f.path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut out = vec![format!("{suite_dir}/{dir}/by-hash/SHA256/{}", f.sha256)];
+    if let Some(h) = &f.sha512 {
+        out.push(format!("{suite_dir}/{dir}/by-hash/SHA512/{h}"));
+    }
+    out
+}
+
+/// The deb822 source a client drops into `/etc/apt/sources.list.d/`.
+fn sources_file(url: &str, release: &Release) -> String {
+    format!(
+        "Types: deb\nURIs: {url}\nSuites: {}\nComponents: {}\nSigned-By: /etc/apt/keyrings/{CLIENT_NAME}.gpg\n",
+        release.suite,
+        release.components.join(" ")
+    )
+}
+
+/// Suite, codename and component names become directory names and words in `.sources`.
+fn check_name(flag: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "{flag} {value:?}: expected letters, digits, '.', '_', '+' or '-'"
+        )))
+    }
+}
+
+/// gzip with no name and mtime 0 in its header, so the bytes depend on the text only.
+fn gzip(data: &[u8], shown: &Path) -> Result<Vec<u8>> {
+    let mut w = Compression::Gzip
+        .writer(Vec::new(), GZIP_LEVEL, 1)
+        .at(shown)?;
+    w.write_all(data).at(shown)?;
+    w.finish().at(shown)
+}
+
+/// Single-threaded xz: an index is small, and the packages' multithreaded encoder would
+/// set up buffers for 24 MiB blocks for it.
+fn xz(data: &[u8], shown: &Path) -> Result<Vec<u8>> {
+    let mut w = liblzma::write::XzEncoder::new(Vec::new(), XZ_LEVEL);
+    w.write_all(data).at(shown)?;
+    w.finish().at(shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::deb822;
+    use crate::sign::{generate, KeyAlgorithm};
+
+    const T: u64 = 1_800_000_000;
+
+    fn signer() -> Signer {
+        let k = generate(
+            "T <t@example.org>",
+            KeyAlgorithm::Ed25519,
+            None,
+            1_700_000_000,
+        )
+        .unwrap();
+        Signer::load(k.secret_armored.as_bytes(), None, Path::new("k.asc"), T).unwrap()
+    }
+
+    fn deb(version: &str, arch: &str) -> NewDeb {
+        let control = format!(
+            "Package: containerd-stack\nVersion: {version}\nArchitecture: {arch}\nDescription: d\n"
+        );
+        NewDeb {
+            path: PathBuf::from(format!("/in/{version}_{arch}.deb")),
+            control: deb822::parse(&control).unwrap().remove(0),
+            size: 10,
+            md5: "0".repeat(32),
+            sha256: hex::encode(Sha256::digest(format!("{version}{arch}"))),
+            sha512: "2".repeat(128),
+        }
+    }
+
+    fn opts() -> PublishOptions {
+        PublishOptions::new(T)
+    }
+
+    /// The repository as the next publish would read it after `plan` was carried out.
+    fn after(plan: &Plan) -> Current {
+        let mut indexes = BTreeMap::new();
+        for s in &plan.steps {
+            if let Step::Write { to, bytes } = s {
+                if let Some(dir) = to.strip_suffix("/Packages") {
+                    let mut parts = dir.rsplit('/');
+                    let arch = parts.next().unwrap().strip_prefix("binary-").unwrap();
+                    let component = parts.next().unwrap();
+                    let entries = packages::parse(std::str::from_utf8(bytes).unwrap()).unwrap();
+                    indexes.insert((component.to_owned(), arch.to_owned()), entries);
+                }
+            }
+        }
+        Current {
+            root: PathBuf::from("/repo"),
+            release: Some(plan.release.clone()),
+            last_date: Some(plan.release.date),
+            indexes,
+            ..Current::default()
+        }
+    }
+
+    fn paths(plan: &Plan) -> Vec<String> {
+        plan.steps.iter().map(|s| s.path().to_owned()).collect()
+    }
+
+    #[test]
+    fn steps_put_everything_in_place_before_the_release_that_names_it() {
+        let s = signer();
+        let plan = plan(
+            &Current::default(),
+            &[deb("1.0-1", "amd64")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let p = paths(&plan);
+        let pos = |name: &str| p.iter().position(|x| x == name).unwrap();
+        let by_hash: Vec<usize> = (0..p.len())
+            .filter(|&i| p[i].contains("/by-hash/"))
+            .collect();
+        assert_eq!(
+            by_hash.len(),
+            6,
+            "SHA256 and SHA512 copies of 3 files: {p:?}"
+        );
+        assert_eq!(
+            p[0],
+            "pool/main/c/containerd-stack/containerd-stack_1.0-1_amd64.deb"
+        );
+        let plain = pos("dists/stable/main/binary-amd64/Packages");
+        assert!(by_hash.iter().all(|&i| i < plain));
+        assert!(plain < pos("dists/stable/main/binary-amd64/Packages.xz"));
+        assert!(pos("dists/stable/main/binary-amd64/Packages.xz") < pos("dists/stable/Release"));
+        assert!(pos("containerd-stack.sources") < pos("dists/stable/Release"));
+        assert!(pos("dists/stable/Release") < pos("dists/stable/Release.gpg"));
+        assert!(pos("dists/stable/Release.gpg") < pos("dists/stable/InRelease"));
+        assert_eq!(pos(".state/stable.json"), p.len() - 1);
+    }
+
+    #[test]
+    fn architecture_all_packages_are_indexed_for_every_architecture() {
+        let s = signer();
+        let first = plan(
+            &Current::default(),
+            &[
+                deb("1.0-1", "amd64"),
+                deb("1.0-1", "arm64"),
+                deb("0.1-1", "all"),
+            ],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let p = paths(&first);
+        let copies = p.iter().filter(|x| x.ends_with("_0.1-1_all.deb")).count();
+        assert_eq!(copies, 1, "one pool file for both indexes");
+        let current = after(&first);
+        for arch in ["amd64", "arm64"] {
+            let index = &current.indexes[&("main".to_owned(), arch.to_owned())];
+            assert!(index.iter().any(|e| e.architecture == "all"), "{arch}");
+        }
+        assert_eq!(first.release.architectures, ["amd64", "arm64"]);
+        // A later architecture gets them too.
+        let next = plan(&current, &[deb("1.0-1", "riscv64")], &[&s], &opts()).unwrap();
+        let riscv = &after(&next).indexes[&("main".to_owned(), "riscv64".to_owned())];
+        let versions: Vec<&str> = riscv.iter().map(|e| e.version.as_str()).collect();
+        assert_eq!(versions, ["0.1-1", "1.0-1"]);
+        let e = plan(&Current::default(), &[deb("0.1-1", "all")], &[&s], &opts()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/in/0.1-1_all.deb: an Architecture: all package needs"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn origin_label_and_codename_stay_unless_a_change_is_allowed() {
+        let s = signer();
+        let mut o = opts();
+        o.origin = Some("Example".into());
+        let first = plan(&Current::default(), &[deb("1.0-1", "amd64")], &[&s], &o).unwrap();
+        let current = after(&first);
+        // Not given: kept.
+        let next = plan(&current, &[], &[&s], &opts()).unwrap();
+        assert_eq!(next.release.origin, "Example");
+        o.origin = Some("Other".into());
+        let e = plan(&current, &[], &[&s], &o).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/repo/dists/stable/Release: Origin is \"Example\" but --origin says \"Other\": changing it stops every client's apt-get update until it is run with --allow-releaseinfo-change; pass --allow-release-info-change to do it anyway"
+        );
+        o.allow_release_info_change = true;
+        assert_eq!(
+            plan(&current, &[], &[&s], &o).unwrap().release.origin,
+            "Other"
+        );
+    }
+
+    #[test]
+    fn valid_until_keeps_its_period_until_told_otherwise() {
+        let s = signer();
+        let mut o = opts();
+        o.valid_for_days = Some(7);
+        let first = plan(&Current::default(), &[deb("1.0-1", "amd64")], &[&s], &o).unwrap();
+        assert_eq!(first.release.valid_until, Some(T + 7 * 86_400));
+        let mut later = opts();
+        later.now = T + 1000;
+        let next = plan(&after(&first), &[], &[&s], &later).unwrap();
+        assert_eq!(next.release.valid_until, Some(T + 1000 + 7 * 86_400));
+        later.valid_for_days = Some(0);
+        let next = plan(&after(&first), &[], &[&s], &later).unwrap();
+        assert_eq!(next.release.valid_until, None);
+    }
+
+    #[test]
+    fn an_unchanged_index_is_not_written_again() {
+        let s = signer();
+        let first = plan(
+            &Current::default(),
+            &[deb("1.0-1", "amd64"), deb("1.0-1", "arm64")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let next = plan(&after(&first), &[deb("1.0-2", "amd64")], &[&s], &opts()).unwrap();
+        assert!(
+            paths(&next).iter().all(|p| !p.contains("arm64")),
+            "{:?}",
+            paths(&next)
+        );
+        let arm64 = |r: &Release| -> Vec<IndexFile> {
+            r.files
+                .iter()
+                .filter(|f| f.path.contains("arm64"))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(arm64(&first.release), arm64(&next.release));
+        assert_eq!(
+            next.release.date,
+            T + 1,
+            "Date moves on even within one second"
+        );
+    }
+
+    #[test]
+    fn no_key_no_packages_and_bad_names_are_refused() {
+        let s = signer();
+        let e = plan(&Current::default(), &[deb("1.0-1", "amd64")], &[], &opts()).unwrap_err();
+        assert!(e.to_string().starts_with("no signing key"), "{e}");
+        let e = plan(&Current::default(), &[], &[&s], &opts()).unwrap_err();
+        assert!(e.to_string().ends_with("nothing to publish"), "{e}");
+        let mut o = opts();
+        o.suite = "../etc".into();
+        let e = plan(&Current::default(), &[deb("1.0-1", "amd64")], &[&s], &o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--suite \"../etc\": expected letters, digits, '.', '_', '+' or '-'"
+        );
+    }
+}

@@ -1,0 +1,973 @@
+//! `cargo xtask e2e`: the package on a real system, end to end, with Debian's own
+//! containerd, runc and CNI plugins repacked under upstream's names (see `realbin`). Two
+//! revisions are built through the library; a Debian 12 with systemd as PID 1 boots under
+//! systemd-nspawn and installs, upgrades, preseeds, edits and purges them with apt the way
+//! an administrator would (`install.sh`), and every outcome is judged here from what the
+//! guest recorded; a container runs on the packaged runtime and CNI config in namespaces of
+//! its own (`container.sh`); piuparts installs and purges the package; lintian finds no
+//! error. At the end nothing may be left on the host: processes, mounts, network
+//! namespaces, cgroups, CNI state. Needs root and Debian's archive, nothing else from the
+//! network.
+
+mod container;
+mod leftovers;
+mod nspawn;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use clap::Parser;
+use containerd_stack::deb::compress::Compression;
+use containerd_stack::fetch::FetchOptions;
+use containerd_stack::listener::{Event, Listener};
+use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
+use testkit::Mirror;
+
+use crate::build_deb::repo_root;
+use crate::process::{self, last_lines, require_tool, text};
+use crate::realbin::{self, RealRelease};
+use crate::rootfs::Rootfs;
+
+use self::nspawn::{Boot, Booted, Network};
+
+/// Every program the e2e runs on the host, with the Debian package that has it.
+const TOOLS: &[(&str, &str)] = &[
+    ("apt-get", "apt"),
+    ("dpkg-deb", "dpkg"),
+    ("mmdebstrap", "mmdebstrap"),
+    ("systemd-nspawn", "systemd-container"),
+    ("unshare", "util-linux"),
+    ("chroot", "coreutils"),
+    ("tar", "tar"),
+    ("gzip", "gzip"),
+    ("ip", "iproute2"),
+    ("umoci", "umoci"),
+    ("busybox", "busybox-static"),
+    ("piuparts", "piuparts"),
+    ("lintian", "lintian"),
+    ("shellcheck", "shellcheck"),
+];
+
+/// Packages the booted system has besides minbase and the package's dependencies: systemd
+/// as init and its bus; iptables, which the CNI bridge plugin runs for `ipMasq` when the
+/// same tree serves the container check.
+const GUEST_PACKAGES: &[&str] = &["systemd", "systemd-sysv", "dbus", "iptables"];
+
+/// The guest's scenario.
+const INSTALL_SCENARIO: &str = include_str!("e2e/install.sh");
+const CONTAINER_SCRIPT: &str = include_str!("e2e/container.sh");
+
+/// Revision 2 also moves the default sandbox image, as a new revision does when
+/// Kubernetes moves on: that is what shows an untouched config being regenerated.
+const REVISION_2_SANDBOX_IMAGE: &str = "e2e.invalid/pause:revision-2";
+/// The answer preseeded with debconf-set-selections before a fresh installation.
+const PRESEEDED_IMAGE: &str = "e2e.invalid/pause:preseeded";
+/// What the administrator adds to config.toml before the upgrade.
+const EDIT_LINE: &str =
+    "# edited by the administrator (cargo xtask e2e): this line must survive upgrades";
+
+/// Texts of a dpkg conffile prompt or a ucf prompt: none may appear, whatever the frontend.
+const PROMPTS: &[&str] = &[
+    "configuration file '",
+    "configuration file `",
+    "what would you like to do about it",
+    "what do you want to do about modified configuration file",
+    "install the package maintainer's version",
+];
+
+/// How long the guest may run its scenario.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Parser)]
+pub struct Args {
+    /// Compression of the packages' members: gzip or xz (bookworm's lintian cannot read zstd).
+    #[arg(long, default_value = "gzip")]
+    compression: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let start = Instant::now();
+    let compression: Compression = args.compression.parse()?;
+    if compression == Compression::Zstd {
+        bail!("--compression zstd: bookworm's lintian reports zstd members as malformed-deb-archive; use gzip or xz");
+    }
+    for (tool, package) in TOOLS {
+        require_tool(tool, package)?;
+    }
+    let arch =
+        DebArch::host().context("this machine's architecture is not one the stack supports")?;
+    let prefix = format!("cs-e2e-{}", std::process::id());
+    let base = repo_root().join("target/e2e");
+    fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&base)
+        .with_context(|| format!("cannot create a temporary directory in {}", base.display()))?;
+
+    let watch = leftovers::Watch::start(&prefix)?;
+    let result = scenario(arch, compression, &prefix, work.path());
+    // Checked whatever the outcome: a failed run must not leave anything behind either.
+    let trees = trees();
+    let mut paths: Vec<&Path> = trees.iter().map(PathBuf::as_path).collect();
+    paths.push(work.path());
+    let verified = check("leftovers", || Ok(((), watch.verify(&paths)?)));
+    if result.is_err() || verified.is_err() {
+        keep_for_inspection(work, &base);
+    }
+    result?;
+    verified?;
+    println!("e2e tests passed in {:.0}s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) -> Result<()> {
+    check("scripts", || {
+        for (name, text) in [
+            ("install.sh", INSTALL_SCENARIO),
+            ("container.sh", CONTAINER_SCRIPT),
+        ] {
+            let path = work.join(name);
+            fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            process::run(Command::new("shellcheck").args(["--shell=sh"]).arg(&path))
+                .with_context(|| format!("xtask/src/e2e/{name} is not shellcheck-clean"))?;
+        }
+        Ok((
+            (),
+            "install.sh and container.sh are shellcheck-clean".to_owned(),
+        ))
+    })?;
+    let release = check("real-binary mirror", || {
+        let r = realbin::prepare(arch)?;
+        let detail = format!("{} (stack {})", r.mirror_root.display(), r.stack.display());
+        Ok((r, detail))
+    })?;
+    let stack1 =
+        Stack::load(&release.stack).with_context(|| format!("{}", release.stack.display()))?;
+    let mut stack2 = stack1.clone();
+    stack2.package.revision = "2".to_owned();
+    stack2.settings.sandbox_image = REVISION_2_SANDBOX_IMAGE.to_owned();
+    let deb1 = check("build-deb revision 1", || {
+        build(&stack1, &release, compression, work)
+    })?;
+    let deb2 = check("build-deb revision 2", || {
+        build(&stack2, &release, compression, work)
+    })?;
+
+    let (boot_rootfs, minbase) = check("rootfs", || {
+        let mut include: Vec<String> = crate::system::dependencies(&deb1.path)?;
+        include.extend(GUEST_PACKAGES.iter().map(|p| (*p).to_owned()));
+        // Both are mostly mmdebstrap waiting on the archive when they are not cached.
+        let boot = std::thread::spawn(move || {
+            let include: Vec<&str> = include.iter().map(String::as_str).collect();
+            Rootfs::cached(&include)
+        });
+        let minbase = minbase_tgz();
+        let boot = boot
+            .join()
+            .map_err(|_| anyhow!("the thread making the rootfs panicked"))??;
+        let minbase = minbase?;
+        let detail = format!(
+            "{} ({}), piuparts base {}",
+            boot.tarball.display(),
+            match boot.made_in {
+                Some(t) => format!("made now by mmdebstrap in {:.0}s", t.as_secs_f64()),
+                None => "cached".to_owned(),
+            },
+            minbase.display()
+        );
+        Ok(((boot, minbase), detail))
+    })?;
+
+    let booted = check("boot Debian 12 and run the install scenario", || {
+        let package = &stack1.package.name;
+        let booted = nspawn::boot(
+            &Boot {
+                name: format!("{prefix}-install"),
+                rootfs: &boot_rootfs,
+                script: INSTALL_SCENARIO,
+                env: vec![
+                    ("PACKAGE", package.clone()),
+                    ("DEB1", file_name(&deb1.path)),
+                    ("DEB2", file_name(&deb2.path)),
+                    ("PRESEEDED_IMAGE", PRESEEDED_IMAGE.to_owned()),
+                    ("EDIT_LINE", EDIT_LINE.to_owned()),
+                ],
+                files: vec![
+                    (deb1.path.clone(), file_name(&deb1.path)),
+                    (deb2.path.clone(), file_name(&deb2.path)),
+                ],
+                network: Network::Private,
+                timeout: BOOT_TIMEOUT,
+            },
+            work,
+        )?;
+        let detail = format!(
+            "systemd booted, the scenario finished; records in {}, console in {}",
+            booted.out.display(),
+            booted.console.display()
+        );
+        Ok((booted, detail))
+    })?;
+    judge_install_scenario(&booted, &stack1, &stack2, &deb1)?;
+
+    let image = work.join("busybox-oci.tar");
+    check("OCI image", || {
+        Ok(((), container::make_image(arch, work, &image)?))
+    })?;
+    check(
+        "a container runs on the packaged runtime and CNI config",
+        || {
+            let detail = container::run(
+                &container::Run {
+                    rootfs: &boot_rootfs,
+                    deb: &deb1.path,
+                    image: &image,
+                    package: &stack1.package.name,
+                    sandbox_image: &stack1.settings.sandbox_image,
+                    cgroup: &format!("/{prefix}-ctr"),
+                },
+                work,
+            )?;
+            Ok(((), detail))
+        },
+    )?;
+    check("piuparts", || piuparts(&deb1, &minbase, work))?;
+    check("lintian", || lintian(&deb2))?;
+    Ok(())
+}
+
+/// Judges what the install scenario recorded, one check per step, in the order it ran.
+fn judge_install_scenario(
+    booted: &Booted,
+    stack1: &Stack,
+    stack2: &Stack,
+    deb1: &BuiltDeb,
+) -> Result<()> {
+    let r = Records(booted);
+    let v1 = stack1.deb_version();
+    let v2 = stack2.deb_version();
+    let default1 = &stack1.settings.sandbox_image;
+    let default2 = &stack2.settings.sandbox_image;
+
+    check("install", || {
+        r.apt_ok("install")?;
+        let running = r.running("install")?;
+        r.installed("install", &v1)?;
+        r.config("install", true, default1)?;
+        Ok((
+            (),
+            format!(
+                "apt-get install ./{} without a prompt; containerd.service enabled and active; {running}; config dump: SystemdCgroup = true, sandbox image {default1}",
+                file_name(&deb1.path)
+            ),
+        ))
+    })?;
+    check("upgrade with an untouched config", || {
+        r.apt_ok("upgrade")?;
+        r.running("upgrade")?;
+        r.installed("upgrade", &v2)?;
+        r.config("upgrade", true, default2)?;
+        Ok((
+            (),
+            format!("{v1} -> {v2} without a prompt; the config was regenerated with revision 2's default sandbox image {default2}; containerd active"),
+        ))
+    })?;
+    check("purge", || Ok(((), r.purged("purge", "before")?)))?;
+    check("upgrade with an edited config", || {
+        r.apt_ok("reinstall")?;
+        r.installed("reinstall", &v1)?;
+        r.config("reinstall", true, default1)?;
+        r.rc_ok("edit")?;
+        r.apt_ok("edited-upgrade")?;
+        r.running("edited-upgrade")?;
+        r.installed("edited-upgrade", &v2)?;
+        let edited = booted.read("edited.config.toml")?;
+        let after = booted.read("edited-upgrade.config.toml")?;
+        ensure!(
+            after == edited,
+            "the upgrade changed the edited /etc/containerd/config.toml (the guest's copies: {} and {})",
+            booted.out.join("edited.config.toml").display(),
+            booted.out.join("edited-upgrade.config.toml").display()
+        );
+        r.config("edited-upgrade", true, default1)?;
+        let dist = booted.read("edited-upgrade.config.toml.ucf-dist").with_context(|| {
+            "revision 2 generates a different config (its default sandbox image), so the kept edit should have it beside as config.toml.ucf-dist"
+        })?;
+        ensure!(
+            dist.contains(default2.as_str()),
+            "config.toml.ucf-dist does not have revision 2's sandbox image {default2}"
+        );
+        Ok((
+            (),
+            format!("{v1} -> {v2} while revision 2 generates a different config: no prompt, the edited config.toml is kept byte for byte and stays in effect, the new one is beside it as config.toml.ucf-dist"),
+        ))
+    })?;
+    check("purge after the edit", || {
+        Ok(((), r.purged("edited-purge", "before")?))
+    })?;
+    check("preseeded installation", || {
+        r.rc_ok("preseed")?;
+        r.apt_ok("preseeded-install")?;
+        r.running("preseeded-install")?;
+        r.installed("preseeded-install", &v1)?;
+        r.config("preseeded-install", true, PRESEEDED_IMAGE)?;
+        r.apt_ok("preseeded-upgrade")?;
+        r.running("preseeded-upgrade")?;
+        r.installed("preseeded-upgrade", &v2)?;
+        r.config("preseeded-upgrade", true, PRESEEDED_IMAGE)?;
+        Ok((
+            (),
+            format!(
+                "debconf-set-selections {}/sandbox_image = {PRESEEDED_IMAGE} before a fresh installation: it is the sandbox image in effect, and stays so on the upgrade to {v2}",
+                stack1.package.name
+            ),
+        ))
+    })?;
+    check("purge after the preseeded installation", || {
+        Ok(((), r.purged("final-purge", "before")?))
+    })?;
+    Ok(())
+}
+
+/// Reads the install scenario's records.
+struct Records<'a>(&'a Booted);
+
+impl Records<'_> {
+    fn log(&self, step: &str) -> Result<String> {
+        self.0.read(&format!("{step}.log"))
+    }
+
+    /// The step ran and exited 0.
+    fn rc_ok(&self, step: &str) -> Result<()> {
+        let rc = self.0.read(&format!("{step}.rc"))?;
+        ensure!(
+            rc.trim() == "0",
+            "`{step}` in the guest exited with status {}: {}",
+            rc.trim(),
+            shell_log(&self.log(step).unwrap_or_default())
+        );
+        Ok(())
+    }
+
+    /// apt-get succeeded and nothing prompted.
+    fn apt_ok(&self, step: &str) -> Result<()> {
+        let log = self.log(step)?;
+        if let Some(line) = prompt_in(&log) {
+            bail!(
+                "apt-get in step {step:?} showed a prompt: {:?} (full log: {})",
+                line.trim(),
+                self.0.out.join(format!("{step}.log")).display()
+            );
+        }
+        self.rc_ok(step)
+    }
+
+    /// containerd.service is enabled and active, and ctr reaches the daemon; returns the
+    /// server's version line.
+    fn running(&self, step: &str) -> Result<String> {
+        let enabled = self.log(&format!("{step}.is-enabled"))?;
+        ensure!(
+            enabled.trim() == "enabled",
+            "after {step}: systemctl is-enabled containerd says {:?}, expected enabled",
+            enabled.trim()
+        );
+        let active = self.log(&format!("{step}.is-active"))?;
+        ensure!(
+            active.trim() == "active",
+            "after {step}: systemctl is-active containerd says {:?}, expected active",
+            active.trim()
+        );
+        let version = self.log(&format!("{step}.ctr-version"))?;
+        let server = server_version(&version).with_context(|| {
+            format!(
+                "after {step}: ctr version did not reach the daemon: {}",
+                shell_log(&version)
+            )
+        })?;
+        Ok(format!("ctr version reaches containerd {server}"))
+    }
+
+    fn installed(&self, step: &str, version: &str) -> Result<()> {
+        let status = self.log(&format!("{step}.dpkg-status"))?;
+        let want = format!("install ok installed {version}");
+        ensure!(
+            status.trim() == want,
+            "after {step}: dpkg-query says {:?}, expected {want:?}",
+            status.trim()
+        );
+        Ok(())
+    }
+
+    /// `containerd config dump` shows the systemd cgroup driver and `image` in effect.
+    fn config(&self, step: &str, systemd_cgroup: bool, image: &str) -> Result<()> {
+        self.rc_ok(&format!("{step}.config-dump"))?;
+        let dump = self.log(&format!("{step}.config-dump"))?;
+        let found = config_settings(&dump)
+            .with_context(|| format!("after {step}: containerd config dump"))?;
+        ensure!(
+            found.systemd_cgroup == Some(systemd_cgroup),
+            "after {step}: containerd config dump has SystemdCgroup = {}, expected {systemd_cgroup}",
+            found.systemd_cgroup.map_or("(absent)".to_owned(), |b| b.to_string())
+        );
+        ensure!(
+            found.sandbox_image.as_deref() == Some(image),
+            "after {step}: containerd config dump has the sandbox image {}, expected {image}",
+            found.sandbox_image.as_deref().unwrap_or("(absent)")
+        );
+        Ok(())
+    }
+
+    /// The package is purged: apt-get succeeded, containerd stopped and not enabled, no
+    /// config, no debconf or ucf records, and the tree is as it was in `before` but for
+    /// the paths in [`VOLATILE`].
+    fn purged(&self, step: &str, before: &str) -> Result<String> {
+        self.apt_ok(step)?;
+        let status = self.log(&format!("{step}.dpkg-status"))?;
+        ensure!(
+            !status.contains("install ok") && !status.contains("config-files"),
+            "after {step}: dpkg-query still knows the package: {:?}",
+            status.trim()
+        );
+        let active = self.log(&format!("{step}.is-active"))?;
+        ensure!(
+            active.trim() != "active",
+            "after {step}: containerd.service is still active"
+        );
+        let enabled = self.log(&format!("{step}.is-enabled"))?;
+        ensure!(
+            !enabled.contains("enabled") || enabled.contains("not-found"),
+            "after {step}: systemctl is-enabled containerd says {:?}",
+            enabled.trim()
+        );
+        ensure!(
+            !self.0.out.join(format!("{step}.config.toml")).exists(),
+            "after {step}: /etc/containerd/config.toml is still there"
+        );
+        let records = self.log(&format!("{step}.records"))?;
+        ensure!(
+            records.trim().is_empty(),
+            "after {step}: debconf or ucf still has records of the package: {}",
+            shell_log(&records)
+        );
+        let old = self.0.read(&format!("{before}.tree"))?;
+        let new = self.0.read(&format!("{step}.tree"))?;
+        let (appeared, disappeared) = tree_changes(&old, &new);
+        ensure!(
+            appeared.is_empty() && disappeared.is_empty(),
+            "after {step}, the tree differs from before the installation: {}{}",
+            listed("left behind", &appeared),
+            listed("; gone", &disappeared),
+        );
+        Ok(format!(
+            "no /etc/containerd/config.toml, no debconf or ucf records, containerd stopped; every path is as before the installation but the volatile ones ({})",
+            VOLATILE
+                .iter()
+                .map(|v| v.path)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+fn listed(what: &str, paths: &[String]) -> String {
+    if paths.is_empty() {
+        return String::new();
+    }
+    const SHOWN: usize = 12;
+    let more = match paths.len() > SHOWN {
+        true => format!(" and {} more", paths.len() - SHOWN),
+        false => String::new(),
+    };
+    format!(
+        "{what}: {}{more}",
+        paths[..paths.len().min(SHOWN)].join(", ")
+    )
+}
+
+/// A path that changes between the snapshots for reasons other than the package, and is
+/// therefore left out of the comparison.
+struct Volatile {
+    path: &'static str,
+    /// The path and everything below it, or only the path itself.
+    subtree: bool,
+    #[allow(dead_code)] // The documentation of the rule, kept next to it.
+    why: &'static str,
+}
+
+/// Paths left out when the tree after a purge is compared with the tree before the
+/// installation.
+const VOLATILE: &[Volatile] = &[
+    Volatile {
+        path: "/var/log",
+        subtree: true,
+        why: "apt's and dpkg's logs and the journal grow with every run",
+    },
+    Volatile {
+        path: "/var/cache/apt",
+        subtree: true,
+        why: "apt's binary caches (pkgcache.bin, srcpkgcache.bin) are rebuilt by every apt-get",
+    },
+    Volatile {
+        path: "/var/lib/apt",
+        subtree: true,
+        why: "apt's lists and extended_states (auto-installed marks) change with every apt-get",
+    },
+    Volatile {
+        path: "/var/lib/dpkg",
+        subtree: true,
+        why: "dpkg's database and its -old backups; that the package is gone from it is checked with dpkg-query",
+    },
+    Volatile {
+        path: "/var/cache/debconf",
+        subtree: true,
+        why: "debconf's database and its -old backups; that the package's questions are gone is checked by grepping it",
+    },
+    Volatile {
+        path: "/var/lib/ucf",
+        subtree: true,
+        why: "ucf's hashfile and registry with their rotated backups; that the package's entries are gone is checked with ucfq",
+    },
+    Volatile {
+        path: "/var/lib/containerd",
+        subtree: true,
+        why: "containerd's own state and images: the postrm keeps it on purge on purpose",
+    },
+    Volatile {
+        path: "/opt/containerd",
+        subtree: false,
+        why: "containerd's opt plugin makes /opt/containerd/{bin,lib} at every start (for `ctr install`); only these empty directories are left out, not what is in them",
+    },
+    Volatile {
+        path: "/opt/containerd/bin",
+        subtree: false,
+        why: "as /opt/containerd",
+    },
+    Volatile {
+        path: "/opt/containerd/lib",
+        subtree: false,
+        why: "as /opt/containerd",
+    },
+    Volatile {
+        path: "/var/lib/systemd/deb-systemd-helper-enabled",
+        subtree: false,
+        why: "deb-systemd-helper's state directory, made on first use and shared by every package; its entries for containerd are not ignored",
+    },
+    Volatile {
+        path: "/var/lib/systemd/deb-systemd-helper-masked",
+        subtree: false,
+        why: "as deb-systemd-helper-enabled",
+    },
+    Volatile {
+        path: "/var/tmp",
+        subtree: true,
+        why: "any program's temporary files",
+    },
+];
+
+fn volatile(path: &str) -> bool {
+    VOLATILE.iter().any(|v| {
+        path == v.path
+            || (v.subtree
+                && path
+                    .strip_prefix(v.path)
+                    .is_some_and(|rest| rest.starts_with('/')))
+    })
+}
+
+/// The paths only in `new` and those only in `old`, volatile ones left out.
+fn tree_changes(old: &str, new: &str) -> (Vec<String>, Vec<String>) {
+    let old: BTreeSet<&str> = old.lines().filter(|p| !volatile(p)).collect();
+    let new: BTreeSet<&str> = new.lines().filter(|p| !volatile(p)).collect();
+    (
+        new.difference(&old).map(|p| (*p).to_owned()).collect(),
+        old.difference(&new).map(|p| (*p).to_owned()).collect(),
+    )
+}
+
+/// The first line of `log` that shows a conffile or ucf prompt.
+fn prompt_in(log: &str) -> Option<&str> {
+    log.lines().find(|l| {
+        let l = l.to_lowercase();
+        PROMPTS.iter().any(|p| l.contains(p))
+    })
+}
+
+/// The server version `ctr version` printed, if it reached the daemon.
+fn server_version(ctr_version: &str) -> Option<String> {
+    let (_, server) = ctr_version.split_once("Server:")?;
+    server
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Version:"))
+        .map(|v| v.trim().to_owned())
+}
+
+/// The two settings the package configures, as `containerd config dump` reports them.
+#[derive(Debug, PartialEq, Eq)]
+struct ConfigSettings {
+    systemd_cgroup: Option<bool>,
+    sandbox_image: Option<String>,
+}
+
+/// Reads the settings from a config dump in the tables of its own schema `version`
+/// (REFERENCE.md, "containerd config: where the settings live").
+fn config_settings(dump: &str) -> Result<ConfigSettings> {
+    let doc: toml::Table =
+        toml::from_str(dump).map_err(|e| anyhow!("not TOML: {}", e.message()))?;
+    let get = |path: &[&str]| -> Option<&toml::Value> {
+        let (last, tables) = path.split_last()?;
+        let mut table = &doc;
+        for key in tables {
+            table = table.get(*key)?.as_table()?;
+        }
+        table.get(*last)
+    };
+    let version = get(&["version"]).and_then(toml::Value::as_integer);
+    let (cgroup, sandbox): (&[&str], &[&str]) = match version {
+        Some(2) => (
+            &[
+                "plugins",
+                "io.containerd.grpc.v1.cri",
+                "containerd",
+                "runtimes",
+                "runc",
+                "options",
+                "SystemdCgroup",
+            ],
+            &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"],
+        ),
+        Some(3 | 4) => (
+            &[
+                "plugins",
+                "io.containerd.cri.v1.runtime",
+                "containerd",
+                "runtimes",
+                "runc",
+                "options",
+                "SystemdCgroup",
+            ],
+            &[
+                "plugins",
+                "io.containerd.cri.v1.images",
+                "pinned_images",
+                "sandbox",
+            ],
+        ),
+        other => bail!(
+            "config schema version {other:?}; known: 2 (containerd 1.6, 1.7), 3 (2.0-2.2), 4 (2.3)"
+        ),
+    };
+    Ok(ConfigSettings {
+        systemd_cgroup: get(cgroup).and_then(toml::Value::as_bool),
+        sandbox_image: get(sandbox)
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned),
+    })
+}
+
+/// A log's last lines, on one line.
+fn shell_log(log: &str) -> String {
+    let shown = last_lines(log, 4);
+    match shown.is_empty() {
+        true => "(no output)".to_owned(),
+        false => shown,
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs one check: prints its name, then `ok` with what it found, or fails naming it.
+fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
+    println!("==> {name}");
+    let start = Instant::now();
+    let (value, detail) = f().with_context(|| format!("e2e check {name:?} failed"))?;
+    println!(
+        "ok  {name} ({:.1}s): {detail}",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(value)
+}
+
+/// Builds one package through the library from the loopback mirror; the build cache in
+/// `work` is shared, so the second revision reuses the first one's data member.
+fn build(
+    stack: &Stack,
+    release: &RealRelease,
+    compression: Compression,
+    work: &Path,
+) -> Result<(BuiltDeb, String)> {
+    let mirror = Mirror::serve(&release.mirror_root);
+    let opts = BuildOptions {
+        arches: vec![release.arch],
+        out_dir: work.join("out"),
+        fetch: FetchOptions {
+            mirror: Some(mirror.url()),
+            cache_dir: work.join("cache"),
+            offline: false,
+        },
+        compression,
+        level: compression.default_level(),
+        source_date_epoch: None,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        signer: None,
+    };
+    let mut built = containerd_stack::build(stack, &opts, &Printer)?;
+    ensure!(
+        built.len() == 1,
+        "expected one package, the library built {}",
+        built.len()
+    );
+    let deb = built.remove(0);
+    let detail = format!(
+        "{}, {} bytes, {compression:?}, reused from the build cache: {:?}",
+        deb.path.display(),
+        deb.size,
+        deb.reuse
+    );
+    Ok((deb, detail))
+}
+
+/// Prints what the library reports, indented under the check.
+struct Printer;
+
+impl Listener for Printer {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Step(s) => println!("     {s}"),
+            Event::Warning(w) => println!("     warning: {w}"),
+            _ => {}
+        }
+    }
+}
+
+/// piuparts' minimal base: Debian 12 minbase as a gzip tarball (piuparts reads no other),
+/// converted once from the cached mmdebstrap tarball.
+fn minbase_tgz() -> Result<PathBuf> {
+    let rootfs = Rootfs::cached(&[])?;
+    let tgz = rootfs.tarball.with_extension("tgz");
+    if tgz.is_file() {
+        return Ok(tgz);
+    }
+    let partial = tgz.with_extension(format!("{}.partial", std::process::id()));
+    let file = fs::File::create(&partial)
+        .with_context(|| format!("cannot create {}", partial.display()))?;
+    let made = process::run(
+        Command::new("gzip")
+            .arg("-c")
+            .arg("-6")
+            .arg(&rootfs.tarball)
+            .stdout(file),
+    );
+    if let Err(e) = made {
+        let _ = fs::remove_file(&partial);
+        return Err(e);
+    }
+    fs::rename(&partial, &tgz)
+        .with_context(|| format!("cannot move {} into place", partial.display()))?;
+    Ok(tgz)
+}
+
+/// piuparts' install and purge test, from the minimal base: it installs the package's
+/// dependencies from Debian's archive with apt, purges everything, and fails on any file
+/// left behind or gone, on processes left running, on broken symlinks.
+fn piuparts(deb: &BuiltDeb, minbase: &Path, work: &Path) -> Result<((), String)> {
+    let tmp = work.join("piuparts");
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let log = work.join("piuparts.log");
+    let mut cmd = Command::new("piuparts");
+    cmd.args(["-d", crate::rootfs::SUITE, "--no-upgrade-test"])
+        .arg(format!("--basetgz={}", minbase.display()))
+        .arg(format!("--tmpdir={}", tmp.display()))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(&deb.path)
+        .stdin(std::process::Stdio::null());
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", process::describe(&cmd)))?;
+    let report = fs::read_to_string(&log).unwrap_or_else(|_| text(&out));
+    if !out.status.success() {
+        let fails: Vec<&str> = report
+            .lines()
+            .filter(|l| l.contains("FAIL") || l.contains("ERROR"))
+            .collect();
+        bail!(
+            "piuparts failed ({}), full log in {}: {}",
+            out.status,
+            log.display(),
+            match fails.is_empty() {
+                true => last_lines(&report, 4),
+                false => fails.join(" | "),
+            }
+        );
+    }
+    ensure!(
+        report.contains("PASS: All tests."),
+        "piuparts exited 0 but its log {} has no \"PASS: All tests.\"",
+        log.display()
+    );
+    Ok((
+        (),
+        format!(
+            "install and purge from minbase pass: {} (log {})",
+            file_name(&deb.path),
+            log.display()
+        ),
+    ))
+}
+
+/// lintian finds no error in revision 2 (revision 1 is byte for byte the package `cargo
+/// xtask system` judges in full, overrides included).
+fn lintian(deb: &BuiltDeb) -> Result<((), String)> {
+    let mut cmd = Command::new("lintian");
+    cmd.args(["--no-cfg", "--fail-on", "error", "--tag-display-limit", "0"])
+        .arg(&deb.path);
+    let out = cmd.output().context("cannot run lintian")?;
+    let report = text(&out);
+    let count = |severity: &str| report.lines().filter(|l| l.starts_with(severity)).count();
+    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E: ")).collect();
+    ensure!(
+        errors.is_empty() && out.status.success(),
+        "lintian reports {} error(s) on {}: {}",
+        errors.len(),
+        deb.path.display(),
+        match errors.is_empty() {
+            true => last_lines(&report, 3),
+            false => errors.join(" | "),
+        }
+    );
+    Ok((
+        (),
+        format!(
+            "no errors in {}, {} warning(s)",
+            file_name(&deb.path),
+            count("W: ")
+        ),
+    ))
+}
+
+/// Keeps a failed run's records, packages and logs in `target/e2e/last-failure`, replacing
+/// the previous one (unless a mount is left inside it: that one is left alone).
+fn keep_for_inspection(work: tempfile::TempDir, base: &Path) {
+    let kept = work.keep();
+    let target = base.join("last-failure");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounted = |dir: &Path| {
+        mount_points(&mountinfo)
+            .iter()
+            .any(|m| Path::new(m).starts_with(dir))
+    };
+    if target.exists() && !mounted(&target) {
+        let _ = fs::remove_dir_all(&target);
+    }
+    match !mounted(&kept) && fs::rename(&kept, &target).is_ok() {
+        true => println!("     the run's records are kept in {}", target.display()),
+        false => println!("     the run's records are kept in {}", kept.display()),
+    }
+}
+
+/// The trees the e2e unpacked, for the leftover check (they are deleted when done; a
+/// mount left inside one would keep it).
+fn trees() -> Vec<PathBuf> {
+    TREES.lock().map(|t| t.clone()).unwrap_or_default()
+}
+
+static TREES: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn note_tree(root: &Path) {
+    if let Ok(mut trees) = TREES.lock() {
+        trees.push(root.to_owned());
+    }
+}
+
+/// The mount points of mountinfo(5).
+fn mount_points(mountinfo: &str) -> Vec<String> {
+    crate::rootfs::mount_points(mountinfo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_read_in_the_dump_schema_tables() {
+        let v2 = r#"
+version = 2
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "registry.k8s.io/pause:3.10.2"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      SystemdCgroup = true
+"#;
+        assert_eq!(
+            config_settings(v2).unwrap(),
+            ConfigSettings {
+                systemd_cgroup: Some(true),
+                sandbox_image: Some("registry.k8s.io/pause:3.10.2".into())
+            }
+        );
+        let v3 = r#"
+version = 3
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = 'registry.k8s.io/pause:3.10'
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+  SystemdCgroup = false
+"#;
+        assert_eq!(
+            config_settings(v3).unwrap(),
+            ConfigSettings {
+                systemd_cgroup: Some(false),
+                sandbox_image: Some("registry.k8s.io/pause:3.10".into())
+            }
+        );
+        // A key in the other schema's table does not count.
+        let wrong = "version = 3\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"x\"\n";
+        assert_eq!(config_settings(wrong).unwrap().sandbox_image, None);
+        assert!(config_settings("version = 9").is_err());
+    }
+
+    #[test]
+    fn tree_changes_leave_out_volatile_paths_but_not_their_neighbours() {
+        let before = "/\n/etc\n/opt\n/var/lib/dpkg\n/var/lib/dpkg/status\n";
+        let after = "/\n/etc\n/etc/containerd\n/var/lib/dpkg\n/var/lib/dpkg/status-old\n\
+                     /var/lib/containerd\n/var/lib/containerd/x\n/var/lib/systemd/deb-systemd-helper-enabled\n\
+                     /var/lib/systemd/deb-systemd-helper-enabled/containerd.service.dsh-also\n/var/log2\n";
+        let (appeared, disappeared) = tree_changes(before, after);
+        assert_eq!(
+            appeared,
+            [
+                "/etc/containerd",
+                "/var/lib/systemd/deb-systemd-helper-enabled/containerd.service.dsh-also",
+                "/var/log2"
+            ]
+        );
+        assert_eq!(disappeared, ["/opt"]);
+    }
+
+    #[test]
+    fn prompts_are_found_in_any_case() {
+        let log = "Setting up x (2) ...\n\nConfiguration file '/etc/containerd/config.toml'\n ==> Modified (by you or by a script) since installation.\n";
+        assert_eq!(
+            prompt_in(log),
+            Some("Configuration file '/etc/containerd/config.toml'")
+        );
+        assert_eq!(
+            prompt_in("containerd-stack: keeping /etc/containerd/config.toml, which was edited\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_server_version_needs_the_server_section() {
+        let out = "Client:\n  Version:  1.6.20~ds1\n\nServer:\n  Version:  1.6.20~ds1\n  UUID: x\n";
+        assert_eq!(server_version(out).as_deref(), Some("1.6.20~ds1"));
+        let refused = "Client:\n  Version:  1.6.20~ds1\nctr: failed to dial \"/run/containerd/containerd.sock\"\n";
+        assert_eq!(server_version(refused), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! What the end-to-end run must not leave on the host: processes, mounts, network
+//! namespaces or interfaces, cgroups, CNI state. [`Watch::start`] makes this process a
+//! child subreaper, so every process the run starts and that outlives its parent is
+//! re-parented here instead of vanishing into the host's init; [`Watch::verify`] then
+//! finds any descendant still alive, ends it (by its pid: they are all ours) and fails.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::nspawn::signal;
+
+/// The state of the host that the run must leave as it found it.
+pub struct Watch {
+    /// Prefix of every cgroup the run creates.
+    cgroup_prefix: String,
+    /// Network interfaces of the host's namespace at the start.
+    links: BTreeSet<String>,
+    /// Named network namespaces at the start (`ip netns list`).
+    netns: BTreeSet<String>,
+    /// Whether /var/lib/cni existed at the start.
+    cni_state: bool,
+}
+
+impl Watch {
+    pub fn start(cgroup_prefix: &str) -> Result<Watch> {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's attributes.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        if rc != 0 {
+            bail!(
+                "prctl(PR_SET_CHILD_SUBREAPER): {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Watch {
+            cgroup_prefix: cgroup_prefix.to_owned(),
+            links: links()?,
+            netns: netns()?,
+            cni_state: Path::new("/var/lib/cni").exists(),
+        })
+    }
+
+    /// Fails naming everything the run left behind: descendant processes (ended first),
+    /// mounts at or below any of `paths`, new network namespaces or host interfaces,
+    /// cgroups named with the run's prefix, a new /var/lib/cni. Returns what it checked.
+    pub fn verify(&self, paths: &[&Path]) -> Result<String> {
+        let mut found = Vec::new();
+        let left = descendants();
+        if !left.is_empty() {
+            found.push(format!(
+                "processes {} (now killed)",
+                left.iter()
+                    .map(|(pid, what)| format!("{pid} {what}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            end(&left);
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo")
+            .context("cannot read /proc/self/mountinfo")?;
+        let mounts: Vec<String> = super::mount_points(&mountinfo)
+            .into_iter()
+            .filter(|m| paths.iter().any(|p| Path::new(m).starts_with(p)))
+            .collect();
+        if !mounts.is_empty() {
+            found.push(format!("mounts {}", mounts.join(", ")));
+        }
+        let new_netns: Vec<String> = netns()?.difference(&self.netns).cloned().collect();
+        if !new_netns.is_empty() {
+            found.push(format!("network namespaces {}", new_netns.join(", ")));
+        }
+        let new_links: Vec<String> = links()?.difference(&self.links).cloned().collect();
+        if !new_links.is_empty() {
+            found.push(format!(
+                "interfaces in the host's network namespace {}",
+                new_links.join(", ")
+            ));
+        }
+        let cgroups = cgroups_named(&self.cgroup_prefix);
+        if !cgroups.is_empty() {
+            found.push(format!(
+                "cgroups {}",
+                cgroups
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !self.cni_state && Path::new("/var/lib/cni").exists() {
+            found.push("/var/lib/cni (CNI state on the host)".to_owned());
+        }
+        if !found.is_empty() {
+            bail!("the run left behind: {}", found.join("; "));
+        }
+        Ok(format!(
+            "no processes, no mounts under the run's trees, no new network namespace or interface, no {}* cgroup, {}",
+            self.cgroup_prefix,
+            match self.cni_state {
+                true => "/var/lib/cni as it was (it existed before)",
+                false => "no /var/lib/cni",
+            }
+        ))
+    }
+}
+
+/// Live descendants of this process, with their command lines; zombies among them are
+/// reaped.
+fn descendants() -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut parent_of = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid …: comm may hold spaces and parentheses.
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().unwrap_or_default().to_owned();
+            let Some(ppid) = fields.next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            parent_of.push((pid, ppid, state));
+        }
+    }
+    // This process's threads are not descendants.
+    let threads: BTreeSet<u32> = fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ours = BTreeSet::from([me]);
+    loop {
+        let before = ours.len();
+        for (pid, ppid, _) in &parent_of {
+            if ours.contains(ppid) && !threads.contains(pid) {
+                ours.insert(*pid);
+            }
+        }
+        if ours.len() == before {
+            break;
+        }
+    }
+    ours.remove(&me);
+    let mut out = Vec::new();
+    for (pid, _, state) in &parent_of {
+        if !ours.contains(pid) {
+            continue;
+        }
+        if state == "Z" {
+            reap(*pid);
+            continue;
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_owned()
+            })
+            .unwrap_or_default();
+        out.push((*pid, cmdline));
+    }
+    out
+}
+
+fn reap(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        let mut status = 0;
+        // SAFETY: waitpid on one zombie child of this process, without blocking.
+        unsafe {
+            libc::waitpid(pid, &mut status, libc::WNOHANG);
+        }
+    }
+}
+
+/// Ends processes this run started: SIGTERM, then SIGKILL for those still there.
+fn end(processes: &[(u32, String)]) {
+    for (pid, _) in processes {
+        signal(*pid, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (pid, _) in processes {
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            signal(*pid, libc::SIGKILL);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for (pid, _) in processes {
+        reap(*pid);
+    }
+}
+
+/// The interface names of this network namespace.
+fn links() -> Result<BTreeSet<String>> {
+    let dir = Path::new("/sys/class/net");
+    Ok(fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect())
+}
+
+/// The named network namespaces.
+fn netns() -> Result<BTreeSet<String>> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .context("cannot run ip netns list: apt-get install iproute2")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Cgroups anywhere in the first levels of every hierarchy whose name starts with `prefix`.
+fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(path);
+            } else if depth > 1 {
+                walk(&path, prefix, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.procs").exists() {
+        walk(root, prefix, 4, &mut out);
+    } else {
+        walk(root, prefix, 5, &mut out);
+    }
+    out
+}

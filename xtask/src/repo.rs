@@ -1,0 +1,170 @@
+//! `cargo xtask repo publish`: flags → `containerd_stack::repo::publish`, then what was done
+//! and the two commands that set a client up.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use containerd_stack::listener::{Event, Listener};
+use containerd_stack::repo::{self, PublishOptions, CLIENT_NAME, PLACEHOLDER_URL};
+use containerd_stack::sign::Signer;
+
+use crate::build_deb::now;
+
+#[derive(Parser)]
+pub struct Args {
+    #[command(subcommand)]
+    command: RepoCommand,
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Add packages to a signed apt repository of static files (created if missing).
+    Publish(PublishArgs),
+}
+
+#[derive(Parser)]
+struct PublishArgs {
+    /// The repository's root directory: what the web server, bucket or Pages site serves.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// Armoured secret key to sign with; repeat it to sign with several keys while rotating.
+    #[arg(long = "sign-key", value_name = "FILE", required = true)]
+    sign_keys: Vec<PathBuf>,
+    /// Passphrase (first line of FILE): once for every key, or once per --sign-key in order.
+    #[arg(long = "sign-passphrase-file", value_name = "FILE")]
+    sign_passphrase_files: Vec<PathBuf>,
+    /// `dists/<SUITE>/`, and the Suite: field.
+    #[arg(long, default_value = "stable")]
+    suite: String,
+    /// Codename: field; default: the repository's, else the suite.
+    #[arg(long)]
+    codename: Option<String>,
+    #[arg(long, default_value = "main")]
+    component: String,
+    /// Origin: field; default: the repository's, else containerd-stack.
+    #[arg(long)]
+    origin: Option<String>,
+    /// Label: field; default: the repository's, else containerd-stack.
+    #[arg(long)]
+    label: Option<String>,
+    /// Keep only the N newest versions of each package and architecture (default: all).
+    #[arg(long, value_name = "N")]
+    keep: Option<usize>,
+    /// Write Valid-Until: DAYS after Date (0: none; default: as long as before). Clients
+    /// refuse the repository after that: publish again, even with no package, before then.
+    #[arg(long, value_name = "DAYS")]
+    valid_for: Option<u32>,
+    /// The URL clients use, written into containerd-stack.sources (default: the one already
+    /// there, else a placeholder to replace).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Allow changing Origin, Label or Codename (every client must then run
+    /// `apt-get update --allow-releaseinfo-change` once).
+    #[arg(long)]
+    allow_release_info_change: bool,
+    /// Print every file written or removed.
+    #[arg(long, short)]
+    verbose: bool,
+    /// The packages to add; none just re-signs with a new Date (and Valid-Until).
+    #[arg(value_name = "DEB")]
+    debs: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    match args.command {
+        RepoCommand::Publish(a) => publish(a),
+    }
+}
+
+struct Stderr {
+    verbose: bool,
+}
+
+impl Listener for Stderr {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Warning(w) => eprintln!("warning: {w}"),
+            Event::Step(s) if self.verbose || s.starts_with("waiting") => eprintln!("{s}"),
+            _ => {}
+        }
+    }
+}
+
+fn publish(args: PublishArgs) -> Result<()> {
+    let now = now();
+    let passphrases = &args.sign_passphrase_files;
+    if passphrases.len() > 1 && passphrases.len() != args.sign_keys.len() {
+        bail!(
+            "{} --sign-passphrase-file for {} --sign-key: give one for all keys or one per key",
+            passphrases.len(),
+            args.sign_keys.len()
+        );
+    }
+    let signers = args
+        .sign_keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let pass = passphrases.get(i).or(passphrases.first());
+            Signer::load_file(key, pass.map(PathBuf::as_path), now)
+        })
+        .collect::<containerd_stack::Result<Vec<_>>>()?;
+    let opts = PublishOptions {
+        suite: args.suite,
+        codename: args.codename,
+        component: args.component,
+        origin: args.origin,
+        label: args.label,
+        keep: args.keep,
+        valid_for_days: args.valid_for,
+        url: args.url,
+        allow_release_info_change: args.allow_release_info_change,
+        now,
+    };
+    let plan = repo::publish(
+        &args.repo,
+        &args.debs,
+        &signers.iter().collect::<Vec<_>>(),
+        &opts,
+        &Stderr {
+            verbose: args.verbose,
+        },
+    )?;
+    for p in &plan.added {
+        println!("added    {p}");
+    }
+    for p in &plan.already {
+        println!("already  {p} (same bytes)");
+    }
+    for d in &plan.dropped {
+        println!("dropped  {d} (--keep)");
+    }
+    let r = &plan.release;
+    println!(
+        "published dists/{}: {} {} ({}), signed by {}",
+        r.suite,
+        r.components.join(" "),
+        r.architectures.join(" "),
+        containerd_stack::render::rfc2822(r.date),
+        signers
+            .iter()
+            .map(Signer::fingerprint)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!();
+    if plan.url == PLACEHOLDER_URL {
+        println!(
+            "Replace {PLACEHOLDER_URL} with where {} is served (or publish again with --url), then on each client:",
+            args.repo.display()
+        );
+    } else {
+        println!("On each client:");
+    }
+    for c in &plan.client_commands {
+        println!("  {c}");
+    }
+    println!("  sudo apt-get update && sudo apt-get install {CLIENT_NAME}");
+    Ok(())
+}
