@@ -72,10 +72,7 @@ pub fn publish(
     listener: &dyn Listener,
 ) -> Result<Plan> {
     let _lock = lock(root, listener)?;
-    let new = debs
-        .iter()
-        .map(|d| inspect_deb(d))
-        .collect::<Result<Vec<_>>>()?;
+    let new = inspect_all(debs)?;
     let current = read_current(root, &opts.suite)?;
     let plan = plan(&current, &new, signers, opts)?;
     listener.event(Event::Step(format!(
@@ -87,6 +84,24 @@ pub fn publish(
     wait_for(plan.release.date, listener);
     execute(root, &plan, listener)?;
     Ok(plan)
+}
+
+/// Reads and hashes the new packages on every core: a cold publish of many packages is
+/// bound by hashing them.
+fn inspect_all(debs: &[PathBuf]) -> Result<Vec<packages::NewDeb>> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = debs.len().div_ceil(workers).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = debs
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|d| inspect_deb(d)).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(debs.len());
+        for h in handles {
+            out.extend(h.join().expect("inspect thread panicked")?);
+        }
+        Ok(out)
+    })
 }
 
 /// Waits until the clock reaches `date` (at most [`plan::MAX_AHEAD`] seconds, as the planner
