@@ -72,6 +72,20 @@ impl AtomicFile {
     /// replacing what was there.
     pub fn persist(self, dest: &Path) -> Result<()> {
         self.file.sync_all().at(dest)?;
+        let dir = self.dir.clone();
+        self.link(dest)?;
+        // The new name must survive a crash too.
+        File::open(&dir).and_then(|d| d.sync_all()).at(&dir)
+    }
+
+    /// Gives the file the name `dest` without flushing anything: for many files written in
+    /// a row, made durable together by one [`sync_filesystem`] before anything that refers
+    /// to them is written.
+    pub fn persist_unsynced(self, dest: &Path) -> Result<()> {
+        self.link(dest)
+    }
+
+    fn link(self, dest: &Path) -> Result<()> {
         match self.named {
             Some(path) => path.persist(dest).map_err(|e| Error::Io {
                 path: dest.to_owned(),
@@ -115,12 +129,21 @@ impl AtomicFile {
                 }
             }
         }
-        // The new name must survive a crash too.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .at(&self.dir)?;
         Ok(())
     }
+}
+
+/// Flushes everything written to the filesystem that holds `path` (`syncfs`).
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let f = File::open(path).at(path)?;
+    // SAFETY: a valid, open descriptor.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+        return Err(Error::Io {
+            path: path.to_owned(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::atomic::AtomicFile;
+use crate::atomic::{sync_filesystem, AtomicFile};
 use crate::error::{Error, IoContext, Result};
 use crate::listener::{Event, Listener};
 
@@ -56,15 +56,31 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
 
 /// Carries out every step of `plan`, reporting each to `listener`.
 pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> {
+    // Pool copies come first and can be many: they are made durable together, by one
+    // filesystem sync before the first step that refers to them, instead of one by one.
+    let mut unsynced = false;
     for step in &plan.steps {
         listener.event(Event::Step(step.to_string()));
-        apply(root, step)?;
+        let batch = matches!(step, Step::CopyDeb { .. });
+        if unsynced && !batch {
+            sync_filesystem(root)?;
+            unsynced = false;
+        }
+        apply_with(root, step, !batch)?;
+        unsynced |= batch;
+    }
+    if unsynced {
+        sync_filesystem(root)?;
     }
     Ok(())
 }
 
-/// Carries out one step. Tests call this to stop a publish after any step.
+/// Carries out one step, durably. Tests call this to stop a publish after any step.
 pub fn apply(root: &Path, step: &Step) -> Result<()> {
+    apply_with(root, step, true)
+}
+
+fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
     match step {
         Step::Write { to, bytes } => {
             let path = root.join(to);
@@ -95,7 +111,10 @@ pub fn apply(root: &Path, step: &Step) -> Result<()> {
                     ),
                 });
             }
-            f.persist(&path)
+            match durable {
+                true => f.persist(&path),
+                false => f.persist_unsynced(&path),
+            }
         }
         Step::Remove { path } => {
             let path = root.join(path);

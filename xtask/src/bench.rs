@@ -58,6 +58,10 @@ pub fn run(args: Args) -> Result<()> {
     let out_dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let work = tempfile::tempdir_in(&out_dir)?;
+    // A copy of this program for the memory run: a rebuild of the xtask while the bench
+    // runs must not pull it away.
+    let exe = work.path().join("xtask");
+    std::fs::copy(std::env::current_exe()?, &exe)?;
     eprintln!("bench: {cores} cores; payload: Debian's containerd, runc and CNI plugins (amd64)");
     let release = realbin::prepare(DebArch::Amd64)?;
     let stack = Stack::load(&release.stack)?;
@@ -165,7 +169,6 @@ pub fn run(args: Args) -> Result<()> {
     ));
 
     // Peak memory of a whole cold build, in a child process.
-    let exe = std::env::current_exe()?;
     let mem_out = work.path().join("out-mem");
     let status = Command::new(&exe)
         .arg("build-deb")
@@ -226,8 +229,18 @@ fn repo_rows(work: &Path, runs: usize) -> Result<Vec<Row>> {
     std::fs::create_dir_all(&debs_dir)?;
     let debs = synthetic_debs(&debs_dir, 1001)?;
     let (thousand, extra) = debs.split_at(1000);
-    let key = generate("bench <bench@example.org>", KeyAlgorithm::Ed25519, None, 1_700_000_000)?;
-    let signer = Signer::load(key.secret_armored.as_bytes(), None, Path::new("bench key"), 1_700_000_000)?;
+    let key = generate(
+        "bench <bench@example.org>",
+        KeyAlgorithm::Ed25519,
+        None,
+        1_700_000_000,
+    )?;
+    let signer = Signer::load(
+        key.secret_armored.as_bytes(),
+        None,
+        Path::new("bench key"),
+        1_700_000_000,
+    )?;
     let now = || crate::build_deb::now();
 
     let mut anchor = Vec::new();
@@ -237,19 +250,39 @@ fn repo_rows(work: &Path, runs: usize) -> Result<Vec<Row>> {
         // Drop the page cache's advantage between tools as far as we can: each reads the
         // same files right after the other, in alternating order.
         let t = Instant::now();
-        process::run(Command::new("apt-ftparchive").arg("packages").arg(&debs_dir).stdout(std::process::Stdio::null()))?;
+        process::run(
+            Command::new("apt-ftparchive")
+                .arg("packages")
+                .arg(&debs_dir)
+                .stdout(std::process::Stdio::null()),
+        )?;
         anchor.push(t.elapsed().as_secs_f64());
         let repo = work.join(format!("repo{i}"));
         let t = Instant::now();
-        publish(&repo, thousand, &[&signer], &PublishOptions::new(now()), &Quiet)?;
+        publish(
+            &repo,
+            thousand,
+            &[&signer],
+            &PublishOptions::new(now()),
+            &Quiet,
+        )?;
         cold.push(t.elapsed().as_secs_f64());
         // The next publish's Date must be later than this one's: start it in a new second.
         std::thread::sleep(std::time::Duration::from_millis(1100));
         let t = Instant::now();
-        publish(&repo, extra, &[&signer], &PublishOptions::new(now()), &Quiet)?;
+        publish(
+            &repo,
+            extra,
+            &[&signer],
+            &PublishOptions::new(now()),
+            &Quiet,
+        )?;
         add.push(t.elapsed().as_secs_f64());
     }
-    let total: u64 = thousand.iter().map(|d| std::fs::metadata(d).map_or(0, |m| m.len())).sum();
+    let total: u64 = thousand
+        .iter()
+        .map(|d| std::fs::metadata(d).map_or(0, |m| m.len()))
+        .sum();
     Ok(vec![
         ratio_row(
             "repo publish, 1,000 debs, cold",
@@ -258,7 +291,10 @@ fn repo_rows(work: &Path, runs: usize) -> Result<Vec<Row>> {
             "apt-ftparchive packages",
             1.0,
             "wall ≤ 1.0×",
-            format!("{} MB of packages; ours also copies them into the pool and signs", total / 1_000_000),
+            format!(
+                "{} MB of packages; ours also copies them into the pool and signs",
+                total / 1_000_000
+            ),
         ),
         limit_row(
             "add 1 deb to a 1,000-deb repo, signed",
@@ -308,7 +344,13 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
             &tree.md5sums(),
         )?;
         let file = std::fs::File::create(&path)?;
-        writer.assemble(&control_member, &mut data, None, std::io::BufWriter::new(file), &path)?;
+        writer.assemble(
+            &control_member,
+            &mut data,
+            None,
+            std::io::BufWriter::new(file),
+            &path,
+        )?;
         out.push(path);
     }
     Ok(out)
