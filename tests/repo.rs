@@ -1042,6 +1042,7 @@ fn adding_one_package_to_a_thousand_package_repo_reads_no_package_again() {
             let mut c = template.clone();
             c.set("Version", format!("2.3.4~pre{i}-1"));
             repo::packages::NewDeb {
+                staged: None,
                 path: PathBuf::from(format!("/nonexistent/{i}.deb")),
                 control: c,
                 size: 30_000_000 + i,

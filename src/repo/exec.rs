@@ -88,6 +88,16 @@ fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
             f.file().write_all(bytes).at(&path)?;
             f.persist(&path)
         }
+        Step::CopyDeb { from, to, .. } if from.starts_with(root.join(super::INCOMING)) => {
+            // Staged and hashed by this publish: moved, not copied again.
+            let path = root.join(to);
+            let dir = make_dirs(&path)?;
+            fs::rename(from, &path).at(&path)?;
+            if durable {
+                File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
+            }
+            Ok(())
+        }
         Step::CopyDeb { from, to, sha256 } => {
             let path = root.join(to);
             let mut f = AtomicFile::new_in(&make_dirs(&path)?, 0o644)?;

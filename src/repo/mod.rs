@@ -60,6 +60,10 @@ pub use version::compare_versions;
 /// `/etc/apt/sources.list.d/containerd-stack.sources`.
 pub const CLIENT_NAME: &str = "containerd-stack";
 
+/// Where a publish stages the new packages, inside the repository (so they can be moved
+/// into the pool), hidden like the lock and the state.
+pub const INCOMING: &str = ".incoming";
+
 /// The `URIs:` written when no URL was ever given; the user replaces it.
 pub const PLACEHOLDER_URL: &str = "https://REPO.example/";
 
@@ -72,7 +76,25 @@ pub fn publish(
     listener: &dyn Listener,
 ) -> Result<Plan> {
     let _lock = lock(root, listener)?;
-    let new = inspect_all(debs)?;
+    // New packages are copied into `.incoming/` while they are hashed, then moved into the
+    // pool; what a killed publish left there is dropped first.
+    let incoming = root.join(INCOMING);
+    let _ = std::fs::remove_dir_all(&incoming);
+    // Whatever happens next, nothing is left staged: a refused publish changes nothing.
+    struct Cleanup<'a>(&'a Path);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+    let _cleanup = Cleanup(&incoming);
+    if !debs.is_empty() {
+        std::fs::create_dir_all(&incoming).map_err(|e| crate::Error::Io {
+            path: incoming.clone(),
+            source: e,
+        })?;
+    }
+    let new = inspect_all(debs, &incoming)?;
     let current = read_current(root, &opts.suite)?;
     let plan = plan(&current, &new, signers, opts)?;
     listener.event(Event::Step(format!(
@@ -88,13 +110,24 @@ pub fn publish(
 
 /// Reads and hashes the new packages on every core: a cold publish of many packages is
 /// bound by hashing them.
-fn inspect_all(debs: &[PathBuf]) -> Result<Vec<packages::NewDeb>> {
+fn inspect_all(debs: &[PathBuf], incoming: &Path) -> Result<Vec<packages::NewDeb>> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = debs.len().div_ceil(workers).max(1);
     std::thread::scope(|s| {
         let handles: Vec<_> = debs
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|d| inspect_deb(d)).collect::<Result<Vec<_>>>()))
+            .enumerate()
+            .map(|(c, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, d)| {
+                            let staged = incoming.join(format!("{}.deb", c * chunk + i));
+                            state::inspect_and_stage(d, &staged)
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
             .collect();
         let mut out = Vec::with_capacity(debs.len());
         for h in handles {

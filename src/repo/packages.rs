@@ -14,6 +14,9 @@ use super::version::{check_version, compare_versions};
 pub struct NewDeb {
     /// Where it was read from.
     pub path: PathBuf,
+    /// A copy made while it was read, inside the repository, to be moved into the pool
+    /// instead of copying `path` again.
+    pub staged: Option<PathBuf>,
     pub control: Paragraph,
     pub size: u64,
     pub md5: String,
@@ -205,6 +208,7 @@ mod tests {
             "Package: containerd-stack\nVersion: {version}\nArchitecture: {arch}\nMaintainer: M <m@example.org>\nDescription: containerd, runc, CNI plugins and crictl\n One package.\n"
         );
         NewDeb {
+            staged: None,
             path: PathBuf::from(format!("containerd-stack_{version}_{arch}.deb")),
             control: deb822::parse(&control).unwrap().remove(0),
             size: 1000,

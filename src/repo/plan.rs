@@ -436,7 +436,7 @@ pub fn plan(
                 continue; // another suite's index keeps it in the pool
             }
             pool_steps.push(Step::CopyDeb {
-                from: deb.path.clone(),
+                from: deb.staged.clone().unwrap_or_else(|| deb.path.clone()),
                 to: e.filename.clone(),
                 sha256: e.sha256.clone(),
             });
@@ -679,6 +679,7 @@ mod tests {
             "Package: containerd-stack\nVersion: {version}\nArchitecture: {arch}\nDescription: d\n"
         );
         NewDeb {
+            staged: None,
             path: PathBuf::from(format!("/in/{version}_{arch}.deb")),
             control: deb822::parse(&control).unwrap().remove(0),
             size: 10,

@@ -260,6 +260,10 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Reads a package's control file and hashes its bytes.
 pub fn inspect_deb(path: &Path) -> Result<NewDeb> {
+    inspect_deb_with(path, None)
+}
+
+fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
     let control = read_control(path)?;
     let control = deb822::parse(&control)
         .ok()
@@ -269,8 +273,15 @@ pub fn inspect_deb(path: &Path) -> Result<NewDeb> {
             message: "its control file is not a deb822 paragraph".into(),
         })?;
     let file = File::open(path).at(path)?;
-    let (size, md5, sha256, sha512) = hash_package(file).at(path)?;
+    let (size, md5, sha256, sha512) = match staged {
+        None => hash_package(file).at(path)?,
+        Some(to) => {
+            let out = io::BufWriter::new(File::create(to).at(to)?);
+            hash_package(Tee { inner: file, out }).at(to)?
+        }
+    };
     Ok(NewDeb {
+        staged: None,
         path: PathBuf::from(path),
         control,
         size,
@@ -278,6 +289,28 @@ pub fn inspect_deb(path: &Path) -> Result<NewDeb> {
         sha256,
         sha512,
     })
+}
+
+/// Like [`inspect_deb`], and copies the package to `staged` in the same pass, so a publish
+/// reads each new package once. `staged` is then moved into the pool, not copied again.
+pub fn inspect_and_stage(path: &Path, staged: &Path) -> Result<NewDeb> {
+    let mut deb = inspect_deb_with(path, Some(staged))?;
+    deb.staged = Some(staged.to_owned());
+    Ok(deb)
+}
+
+/// A reader that writes what it reads to `out`.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+}
+
+impl<R: Read, W: io::Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// `(size, md5, sha256, sha512)` of what `r` yields, in one pass.

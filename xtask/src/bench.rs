@@ -28,6 +28,9 @@ pub struct Args {
     /// Runs of each cold, compression-bound row.
     #[arg(long, default_value_t = 1)]
     cold_runs: usize,
+    /// Only the repository rows (no build rows).
+    #[arg(long)]
+    repo_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,6 +66,18 @@ pub fn run(args: Args) -> Result<()> {
     let exe = work.path().join("xtask");
     std::fs::copy(std::env::current_exe()?, &exe)?;
     eprintln!("bench: {cores} cores; payload: Debian's containerd, runc and CNI plugins (amd64)");
+    let mut rows = Vec::new();
+    if args.repo_only {
+        rows.extend(repo_rows(work.path(), args.runs.max(1))?);
+        return finish(
+            Report {
+                cores,
+                payload: "1,000 synthetic packages".into(),
+                rows,
+            },
+            &out_dir,
+        );
+    }
     let release = realbin::prepare(DebArch::Amd64)?;
     let stack = Stack::load(&release.stack)?;
     let mirror = format!("file://{}", release.mirror_root.display());
@@ -80,7 +95,6 @@ pub fn run(args: Args) -> Result<()> {
         threads: cores as u32,
         signer: None,
     };
-    let mut rows = Vec::new();
 
     // Cold build against dpkg-deb on the very tree we packaged.
     let mut ours = Vec::new();
@@ -206,6 +220,10 @@ pub fn run(args: Args) -> Result<()> {
         ),
         rows,
     };
+    finish(report, &out_dir)
+}
+
+fn finish(report: Report, out_dir: &Path) -> Result<()> {
     print_table(&report);
     std::fs::write(
         out_dir.join("bench.json"),
