@@ -249,3 +249,26 @@ fn good_deb() -> Vec<u8> {
     GOOD.get_or_init(|| std::fs::read(signed_deb().deb).unwrap())
         .clone()
 }
+
+#[test]
+fn keys_that_cannot_sign_are_refused_naming_the_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+    let now = 1_800_000_000;
+    let expired = dir.join("expired.secret.asc");
+    let e = one_line(Signer::load_file(&expired, None, now).map(|_| ()));
+    assert!(
+        e.starts_with(&format!("{}: the key expired at", expired.display())),
+        "{e}"
+    );
+    let certify = dir.join("certify-only.secret.asc");
+    let e = one_line(Signer::load_file(&certify, None, now).map(|_| ()));
+    assert!(
+        e.starts_with(&format!(
+            "{}: the key is not marked for signing",
+            certify.display()
+        )),
+        "{e}"
+    );
+    // The same key at a time before it expired is fine: the check is about time, not form.
+    assert!(Signer::load_file(&expired, None, 1_577_836_900).is_ok());
+}
