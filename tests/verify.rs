@@ -272,3 +272,63 @@ fn keys_that_cannot_sign_are_refused_naming_the_file() {
     // The same key at a time before it expired is fine: the check is about time, not form.
     assert!(Signer::load_file(&expired, None, 1_577_836_900).is_ok());
 }
+
+#[test]
+fn repo_publish_refuses_truncated_corrupt_and_foreign_files_in_one_line() {
+    use containerd_stack::repo::{publish, PublishOptions};
+    let s = signed_deb();
+    let key = generate(
+        "Repo <r@example.org>",
+        KeyAlgorithm::Ed25519,
+        None,
+        1_700_000_000,
+    )
+    .unwrap();
+    let signer = Signer::load(
+        key.secret_armored.as_bytes(),
+        None,
+        Path::new("k.asc"),
+        1_800_000_000,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&s.deb).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", bytes[..bytes.len() / 3].to_vec()),
+        ("empty", vec![]),
+        ("text", b"Package: containerd-stack\n".to_vec()),
+        ("flipped-control", {
+            let mut b = bytes.clone();
+            b[432] ^= 0xff; // inside the compressed control member
+            b
+        }),
+    ];
+    let repo = s.dir.path().join("repo");
+    for (name, content) in cases {
+        let p = s.dir.path().join(format!("{name}.deb"));
+        std::fs::write(&p, content).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let e = one_line(publish(
+            &repo,
+            &[p.clone()],
+            &[&signer],
+            &PublishOptions::new(now),
+            &Quiet,
+        ));
+        assert!(e.contains(&p.display().to_string()), "{name}: {e}");
+        // A refused publish leaves no repository behind, not even half of one.
+        let left: Vec<_> = std::fs::read_dir(&repo)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            left.iter().all(|n| n.starts_with('.')),
+            "{name}: left {left:?}"
+        );
+    }
+}

@@ -137,6 +137,76 @@ pub fn read_deb(path: &Path) -> Result<DebContents> {
     Ok(out)
 }
 
+/// Checks the ar framing of a package without decompressing anything: the magic, member
+/// headers whose sizes add up to exactly the file's length, and the members dpkg needs in
+/// the order it needs them. Cheap enough for every package a publish takes in; it catches
+/// truncated and padded files that reading the control member alone would not.
+pub fn check_layout(path: &Path) -> Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let shown = path.display().to_string();
+    let bad = |entry: &str, message: String| Error::Archive {
+        archive: shown.clone(),
+        entry: entry.to_owned(),
+        message,
+    };
+    let mut f = File::open(path).at(path)?;
+    let len = f.metadata().at(path)?.len();
+    let mut magic = [0u8; 8];
+    f.read_exact(&mut magic)
+        .map_err(|_| bad("(ar)", "too short to be a package".into()))?;
+    if &magic != b"!<arch>\n" {
+        return Err(bad("(ar)", "not an ar archive (no !<arch> magic)".into()));
+    }
+    let mut names = Vec::new();
+    let mut pos = 8u64;
+    while pos < len {
+        let mut h = [0u8; 60];
+        f.read_exact(&mut h)
+            .map_err(|_| bad("(ar)", format!("member header cut short at byte {pos}")))?;
+        let name = String::from_utf8_lossy(&h[..16])
+            .trim_end()
+            .trim_end_matches('/')
+            .to_owned();
+        let size: u64 = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| bad(&name, "member header has no valid size".into()))?;
+        if &h[58..60] != b"`\n" {
+            return Err(bad(&name, "member header is malformed".into()));
+        }
+        let end = pos + 60 + size;
+        if end > len {
+            return Err(bad(
+                &name,
+                format!(
+                    "member needs {size} bytes but the file ends {} bytes early: truncated",
+                    end - len
+                ),
+            ));
+        }
+        pos = end + size % 2;
+        f.seek(SeekFrom::Start(pos)).at(path)?;
+        names.push(name);
+        if names.len() > MAX_MEMBERS {
+            return Err(bad(
+                "(ar)",
+                format!("more than {MAX_MEMBERS} ar members; not a package"),
+            ));
+        }
+    }
+    match names.as_slice() {
+        [d, c, data, rest @ ..]
+            if d == "debian-binary"
+                && c.starts_with("control.tar")
+                && data.starts_with("data.tar")
+                && rest.iter().all(|r| r.starts_with('_')) => Ok(()),
+        _ => Err(bad(
+            "(ar)",
+            format!("members are {names:?}; expected debian-binary, control.tar.*, data.tar.*, then only _-prefixed signatures"),
+        )),
+    }
+}
+
 /// The `control` file of a package, read without touching its data member, so indexing a
 /// package costs the same whatever its payload.
 pub fn read_control(path: &Path) -> Result<String> {

@@ -264,6 +264,7 @@ pub fn inspect_deb(path: &Path) -> Result<NewDeb> {
 }
 
 fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
+    crate::deb::read::check_layout(path)?;
     let control = read_control(path)?;
     let control = deb822::parse(&control)
         .ok()
