@@ -312,7 +312,7 @@ fn repo_publish_refuses_truncated_corrupt_and_foreign_files_in_one_line() {
             .as_secs();
         let e = one_line(publish(
             &repo,
-            &[p.clone()],
+            std::slice::from_ref(&p),
             &[&signer],
             &PublishOptions::new(now),
             &Quiet,
