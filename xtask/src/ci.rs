@@ -9,7 +9,10 @@ use clap::Parser;
 
 /// Debian packages the tests use: dpkg-deb and lintian judge the packages, mmdebstrap and
 /// systemd-nspawn boot a Debian to install them into (mount gives its chroot a /proc),
-/// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository.
+/// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository;
+/// for the end-to-end tests, piuparts (it brings debootstrap) installs and purges the
+/// package, umoci and busybox-static make a container image, iproute2 looks into the
+/// network namespace the container runs in.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -22,6 +25,10 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "apt",
     "debsig-verify",
     "python3-venv",
+    "piuparts",
+    "umoci",
+    "busybox-static",
+    "iproute2",
 ];
 
 #[derive(Parser)]
@@ -59,6 +66,10 @@ pub fn run(args: Args) -> Result<()> {
     step(
         "system tests",
         Command::new(&cargo).args(["xtask", "system"]),
+    )?;
+    step(
+        "end-to-end tests: booted Debian, container, piuparts",
+        Command::new(&cargo).args(["xtask", "e2e"]),
     )?;
     step(
         "chaos: kill -9, shared cache, full disk",

@@ -2,12 +2,13 @@
 //! containerd, runc and CNI plugins repacked under upstream's names (see `realbin`). Two
 //! revisions are built through the library; a Debian 12 with systemd as PID 1 boots under
 //! systemd-nspawn and installs, upgrades, preseeds, edits and purges them with apt the way
-//! an administrator would (`install.sh`), and every outcome is judged here from what the
-//! guest recorded; a container runs on the packaged runtime and CNI config in namespaces of
-//! its own (`container.sh`); piuparts installs and purges the package; lintian finds no
-//! error. At the end nothing may be left on the host: processes, mounts, network
-//! namespaces, cgroups, CNI state. Needs root and Debian's archive, nothing else from the
-//! network.
+//! an administrator would (`install.sh`), then boots again to install from the signed apt
+//! repository the library publishes, served on loopback, and upgrade after a second
+//! publish (`repo.sh`); every outcome is judged here from what the guest recorded. A
+//! container runs on the packaged runtime and CNI config in namespaces of its own
+//! (`container.sh`); piuparts installs and purges the package; lintian finds no error. At
+//! the end nothing may be left on the host: processes, mounts, network namespaces,
+//! cgroups, CNI state. Needs root and Debian's archive, nothing else from the network.
 
 mod container;
 mod leftovers;
@@ -24,6 +25,8 @@ use clap::Parser;
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::{Event, Listener};
+use containerd_stack::repo::{self, PublishOptions};
+use containerd_stack::sign::{self, KeyAlgorithm, Signer};
 use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
@@ -32,7 +35,7 @@ use crate::process::{self, last_lines, require_tool, text};
 use crate::realbin::{self, RealRelease};
 use crate::rootfs::Rootfs;
 
-use self::nspawn::{Boot, Booted, Network};
+use self::nspawn::{Boot, Booted, Hook, Network};
 
 /// Every program the e2e runs on the host, with the Debian package that has it.
 const TOOLS: &[(&str, &str)] = &[
@@ -57,8 +60,9 @@ const TOOLS: &[(&str, &str)] = &[
 /// same tree serves the container check.
 const GUEST_PACKAGES: &[&str] = &["systemd", "systemd-sysv", "dbus", "iptables"];
 
-/// The guest's scenario.
+/// The guest's scenarios, and the script of the container check.
 const INSTALL_SCENARIO: &str = include_str!("e2e/install.sh");
+const REPO_SCENARIO: &str = include_str!("e2e/repo.sh");
 const CONTAINER_SCRIPT: &str = include_str!("e2e/container.sh");
 
 /// Revision 2 also moves the default sandbox image, as a new revision does when
@@ -87,6 +91,10 @@ pub struct Args {
     /// Compression of the packages' members: gzip or xz (bookworm's lintian cannot read zstd).
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// Keep the run's packages, records and logs in target/e2e/last-run even when it passes
+    /// (a failed run's are always kept, in target/e2e/last-failure).
+    #[arg(long)]
+    keep: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -100,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let arch =
         DebArch::host().context("this machine's architecture is not one the stack supports")?;
-    let prefix = format!("cs-e2e-{}", std::process::id());
+    let prefix = format!("{}{}", leftovers::PREFIX, std::process::id());
     let base = repo_root().join("target/e2e");
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;
     let work = tempfile::Builder::new()
@@ -116,7 +124,16 @@ pub fn run(args: Args) -> Result<()> {
     paths.push(work.path());
     let verified = check("leftovers", || Ok(((), watch.verify(&paths)?)));
     if result.is_err() || verified.is_err() {
-        keep_for_inspection(work, &base);
+        keep_for_inspection(work, &base.join("last-failure"));
+    } else if args.keep {
+        keep_for_inspection(work, &base.join("last-run"));
+    }
+    if let (Err(_), Err(leftovers)) = (&result, &verified) {
+        // The run's own failure is the error; this one must not go unseen either.
+        println!(
+            "FAIL leftovers: {}",
+            format!("{leftovers:#}").replace('\n', " ")
+        );
     }
     result?;
     verified?;
@@ -126,19 +143,29 @@ pub fn run(args: Args) -> Result<()> {
 
 fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) -> Result<()> {
     check("scripts", || {
-        for (name, text) in [
+        let scripts = [
+            ("lib.sh", nspawn::LIB),
             ("install.sh", INSTALL_SCENARIO),
+            ("repo.sh", REPO_SCENARIO),
             ("container.sh", CONTAINER_SCRIPT),
-        ] {
-            let path = work.join(name);
+        ];
+        let dir = work.join("scripts");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, text) in scripts {
+            let path = dir.join(name);
             fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            process::run(Command::new("shellcheck").args(["--shell=sh"]).arg(&path))
-                .with_context(|| format!("xtask/src/e2e/{name} is not shellcheck-clean"))?;
         }
-        Ok((
-            (),
-            "install.sh and container.sh are shellcheck-clean".to_owned(),
-        ))
+        for (name, _) in scripts {
+            // -x and the directory: the scenarios' `source=lib.sh` is followed.
+            process::run(
+                Command::new("shellcheck")
+                    .args(["--shell=sh", "-x", name])
+                    .current_dir(&dir),
+            )
+            .with_context(|| format!("xtask/src/e2e/{name} is not shellcheck-clean"))?;
+        }
+        let names: Vec<&str> = scripts.iter().map(|(n, _)| *n).collect();
+        Ok(((), format!("{} are shellcheck-clean", names.join(", "))))
     })?;
     let release = check("real-binary mirror", || {
         let r = realbin::prepare(arch)?;
@@ -185,7 +212,7 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
     let booted = check("boot Debian 12 and run the install scenario", || {
         let package = &stack1.package.name;
         let booted = nspawn::boot(
-            &Boot {
+            Boot {
                 name: format!("{prefix}-install"),
                 rootfs: &boot_rootfs,
                 script: INSTALL_SCENARIO,
@@ -202,17 +229,22 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
                 ],
                 network: Network::Private,
                 timeout: BOOT_TIMEOUT,
+                hooks: Vec::new(),
             },
             work,
         )?;
         let detail = format!(
-            "systemd booted, the scenario finished; records in {}, console in {}",
-            booted.out.display(),
-            booted.console.display()
+            "systemd booted and the scenario finished; its records ({}/) and console ({}) are kept with --keep or on failure",
+            file_name(&booted.out),
+            file_name(&booted.console)
         );
         Ok((booted, detail))
     })?;
     judge_install_scenario(&booted, &stack1, &stack2, &deb1)?;
+    check(
+        "apt repository: install, then upgrade to a second publish",
+        || repo_scenario(&boot_rootfs, &stack1, &stack2, &deb1, &deb2, prefix, work),
+    )?;
 
     let image = work.join("busybox-oci.tar");
     check("OCI image", || {
@@ -276,7 +308,34 @@ fn judge_install_scenario(
             format!("{v1} -> {v2} without a prompt; the config was regenerated with revision 2's default sandbox image {default2}; containerd active"),
         ))
     })?;
-    check("purge", || Ok(((), r.purged("purge", "before")?)))?;
+    check("remove", || {
+        r.apt_ok("remove")?;
+        let status = r.log("remove.dpkg-status")?;
+        ensure!(
+            status.starts_with("deinstall ok config-files"),
+            "after remove: dpkg-query says {:?}, expected the package's config files only",
+            status.trim()
+        );
+        let active = r.log("remove.is-active")?;
+        ensure!(
+            active.trim() != "active",
+            "after remove: containerd.service is still active"
+        );
+        let kept = booted
+            .read("remove.config.toml")
+            .context("apt-get remove deleted /etc/containerd/config.toml: only a purge may")?;
+        ensure!(
+            kept == booted.read("upgrade.config.toml")?,
+            "apt-get remove changed /etc/containerd/config.toml"
+        );
+        Ok((
+            (),
+            "containerd stopped, /etc/containerd/config.toml kept as it was, the package in state config-files".to_owned(),
+        ))
+    })?;
+    check("purge after remove", || {
+        Ok(((), r.purged("purge", "before")?))
+    })?;
     check("upgrade with an edited config", || {
         r.apt_ok("reinstall")?;
         r.installed("reinstall", &v1)?;
@@ -331,6 +390,134 @@ fn judge_install_scenario(
         Ok(((), r.purged("final-purge", "before")?))
     })?;
     Ok(())
+}
+
+/// The signed apt repository, published through the library and served on loopback: a
+/// booted Debian set up as `repo publish` tells users installs the package from it, then
+/// upgrades to revision 2 once the host has published it.
+fn repo_scenario(
+    rootfs: &Rootfs,
+    stack1: &Stack,
+    stack2: &Stack,
+    deb1: &BuiltDeb,
+    deb2: &BuiltDeb,
+    prefix: &str,
+    work: &Path,
+) -> Result<((), String)> {
+    let repo_dir = work.join("repo");
+    let first = crate::build_deb::now();
+    let key = sign::generate(
+        "containerd-stack e2e <e2e@example.invalid>",
+        KeyAlgorithm::Ed25519,
+        None,
+        u32::try_from(first).context("the clock is past 2106")?,
+    )?;
+    let signer = Signer::load(
+        key.secret_armored.as_bytes(),
+        None,
+        Path::new("the e2e signing key"),
+        first,
+    )?;
+    let mirror = Mirror::serve(&repo_dir);
+    let options = |now: u64| {
+        let mut o = PublishOptions::new(now);
+        o.url = Some(mirror.url());
+        o
+    };
+    repo::publish(
+        &repo_dir,
+        std::slice::from_ref(&deb1.path),
+        &[&signer],
+        &options(first),
+        &WarningsOnly,
+    )?;
+    println!(
+        "     published {} at {}, signed by {}",
+        file_name(&deb1.path),
+        mirror.url(),
+        key.fingerprint
+    );
+    let publish_2 = Hook {
+        name: "publish-revision-2",
+        run: Box::new(|| {
+            // A Release's Date only ever increases.
+            let now = crate::build_deb::now().max(first + 1);
+            repo::publish(
+                &repo_dir,
+                std::slice::from_ref(&deb2.path),
+                &[&signer],
+                &options(now),
+                &WarningsOnly,
+            )?;
+            Ok(format!("published {}", file_name(&deb2.path)))
+        }),
+    };
+    let booted = nspawn::boot(
+        Boot {
+            name: format!("{prefix}-repo"),
+            rootfs,
+            script: REPO_SCENARIO,
+            env: vec![
+                ("PACKAGE", stack1.package.name.clone()),
+                ("REPO_URL", mirror.url()),
+            ],
+            files: Vec::new(),
+            // apt in the guest reaches the loopback server on the host.
+            network: Network::Host,
+            timeout: BOOT_TIMEOUT,
+            hooks: vec![publish_2],
+        },
+        work,
+    )?;
+    let r = Records(&booted);
+    for step in ["sources-aside", "keyring", "sources"] {
+        r.rc_ok(step)?;
+    }
+    for update in ["update", "update-2"] {
+        r.rc_ok(update)?;
+        let log = r.log(update)?;
+        let complaints: Vec<&str> = log
+            .lines()
+            .filter(|l| l.starts_with("W:") || l.starts_with("E:") || l.starts_with("Err:"))
+            .collect();
+        ensure!(
+            complaints.is_empty(),
+            "apt-get update in the guest complained about the repository: {}",
+            complaints.join(" | ")
+        );
+    }
+    r.apt_ok("install")?;
+    r.running("install")?;
+    r.installed("install", &stack1.deb_version())?;
+    r.rc_ok("publish")?;
+    r.apt_ok("upgrade")?;
+    let upgraded = r.log("upgrade")?;
+    ensure!(
+        upgraded.contains("1 upgraded"),
+        "apt-get upgrade did not upgrade the package: {}",
+        shell_log(&upgraded)
+    );
+    r.running("upgrade")?;
+    r.installed("upgrade", &stack2.deb_version())?;
+    r.config("upgrade", true, &stack2.settings.sandbox_image)?;
+    let requests = mirror.requests();
+    let pool = |deb: &BuiltDeb| {
+        let name = file_name(&deb.path);
+        requests.iter().any(|p| p.ends_with(&format!("/{name}")))
+    };
+    ensure!(
+        requests.iter().any(|p| p == "/dists/stable/InRelease") && pool(deb1) && pool(deb2),
+        "the guest's apt did not fetch InRelease and both packages from the repository; it asked for {}",
+        requests.join(", ")
+    );
+    Ok((
+        (),
+        format!(
+            "apt-get update verified InRelease with the keyring fetched from the repository, installed {} from it, and after the second publish upgraded to {}: no prompt, containerd active",
+            stack1.deb_version(),
+            stack2.deb_version()
+        ),
+    ))
 }
 
 /// Reads the install scenario's records.
@@ -439,9 +626,8 @@ impl Records<'_> {
         );
         let enabled = self.log(&format!("{step}.is-enabled"))?;
         ensure!(
-            !enabled.contains("enabled") || enabled.contains("not-found"),
-            "after {step}: systemctl is-enabled containerd says {:?}",
-            enabled.trim()
+            enabled.lines().next().map(str::trim) != Some("enabled"),
+            "after {step}: systemctl is-enabled containerd still says enabled"
         );
         ensure!(
             !self.0.out.join(format!("{step}.config.toml")).exists(),
@@ -463,12 +649,8 @@ impl Records<'_> {
             listed("; gone", &disappeared),
         );
         Ok(format!(
-            "no /etc/containerd/config.toml, no debconf or ucf records, containerd stopped; every path is as before the installation but the volatile ones ({})",
-            VOLATILE
-                .iter()
-                .map(|v| v.path)
-                .collect::<Vec<_>>()
-                .join(", ")
+            "containerd stopped, no /etc/containerd/config.toml, no debconf or ucf records; every path as before the installation, {} volatile ones aside (VOLATILE in xtask/src/e2e.rs)",
+            VOLATILE.len()
         ))
     }
 }
@@ -695,8 +877,7 @@ fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
     Ok(value)
 }
 
-/// Builds one package through the library from the loopback mirror; the build cache in
-/// `work` is shared, so the second revision reuses the first one's data member.
+/// Builds one package through the library from the loopback mirror.
 fn build(
     stack: &Stack,
     release: &RealRelease,
@@ -726,10 +907,9 @@ fn build(
     );
     let deb = built.remove(0);
     let detail = format!(
-        "{}, {} bytes, {compression:?}, reused from the build cache: {:?}",
+        "{}, {} bytes, {compression:?}",
         deb.path.display(),
-        deb.size,
-        deb.reuse
+        deb.size
     );
     Ok((deb, detail))
 }
@@ -743,6 +923,17 @@ impl Listener for Printer {
             Event::Step(s) => println!("     {s}"),
             Event::Warning(w) => println!("     warning: {w}"),
             _ => {}
+        }
+    }
+}
+
+/// Prints only the library's warnings: a publish reports every file it writes.
+struct WarningsOnly;
+
+impl Listener for WarningsOnly {
+    fn event(&self, event: Event) {
+        if let Event::Warning(w) = event {
+            println!("     warning: {w}");
         }
     }
 }
@@ -781,8 +972,23 @@ fn piuparts(deb: &BuiltDeb, minbase: &Path, work: &Path) -> Result<((), String)>
     let tmp = work.join("piuparts");
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let log = work.join("piuparts.log");
+    // piuparts writes the chroot's sources.list from the host's, or from the defaults of the
+    // host's distribution (Ubuntu's archive on an Ubuntu runner): the base's own it is.
+    let sources = process::stdout(
+        Command::new("tar")
+            .arg("-xOzf")
+            .arg(minbase)
+            .arg("./etc/apt/sources.list"),
+    )?;
+    let mirror = first_mirror(&sources).with_context(|| {
+        format!(
+            "{}: its /etc/apt/sources.list has no deb line",
+            minbase.display()
+        )
+    })?;
     let mut cmd = Command::new("piuparts");
     cmd.args(["-d", crate::rootfs::SUITE, "--no-upgrade-test"])
+        .arg(format!("--mirror={mirror} main"))
         .arg(format!("--basetgz={}", minbase.display()))
         .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--log-file={}", log.display()))
@@ -822,6 +1028,16 @@ fn piuparts(deb: &BuiltDeb, minbase: &Path, work: &Path) -> Result<((), String)>
     ))
 }
 
+/// The URL of the first `deb` line of a one-line-style sources.list.
+fn first_mirror(sources: &str) -> Option<&str> {
+    sources.lines().find_map(|l| {
+        let mut words = l.split_whitespace();
+        (words.next() == Some("deb"))
+            .then(|| words.find(|w| !w.starts_with('[')))
+            .flatten()
+    })
+}
+
 /// lintian finds no error in revision 2 (revision 1 is byte for byte the package `cargo
 /// xtask system` judges in full, overrides included).
 fn lintian(deb: &BuiltDeb) -> Result<((), String)> {
@@ -852,21 +1068,20 @@ fn lintian(deb: &BuiltDeb) -> Result<((), String)> {
     ))
 }
 
-/// Keeps a failed run's records, packages and logs in `target/e2e/last-failure`, replacing
-/// the previous one (unless a mount is left inside it: that one is left alone).
-fn keep_for_inspection(work: tempfile::TempDir, base: &Path) {
+/// Keeps a run's records, packages and logs in `target`, replacing the previous run's
+/// (unless a mount is left inside it: that one is left alone).
+fn keep_for_inspection(work: tempfile::TempDir, target: &Path) {
     let kept = work.keep();
-    let target = base.join("last-failure");
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounted = |dir: &Path| {
         mount_points(&mountinfo)
             .iter()
             .any(|m| Path::new(m).starts_with(dir))
     };
-    if target.exists() && !mounted(&target) {
-        let _ = fs::remove_dir_all(&target);
+    if target.exists() && !mounted(target) {
+        let _ = fs::remove_dir_all(target);
     }
-    match !mounted(&kept) && fs::rename(&kept, &target).is_ok() {
+    match !mounted(&kept) && fs::rename(&kept, target).is_ok() {
         true => println!("     the run's records are kept in {}", target.display()),
         false => println!("     the run's records are kept in {}", kept.display()),
     }
@@ -948,6 +1163,15 @@ version = 3
             ]
         );
         assert_eq!(disappeared, ["/opt"]);
+    }
+
+    #[test]
+    fn the_mirror_is_the_first_deb_line() {
+        let sources = "# generated\ndeb-src http://src.example/debian bookworm main\n\
+                       deb [signed-by=/k.gpg] http://deb.debian.org/debian bookworm main\n\
+                       deb http://security.debian.org/debian-security bookworm-security main\n";
+        assert_eq!(first_mirror(sources), Some("http://deb.debian.org/debian"));
+        assert_eq!(first_mirror("# nothing\n"), None);
     }
 
     #[test]

@@ -1,64 +1,19 @@
 #!/bin/sh
 # The install scenario of `cargo xtask e2e`, run as root by a oneshot unit once the booted
-# Debian has reached multi-user.target. It only acts and records: each step's output goes
-# to $OUT/STEP.log and its exit status to $OUT/STEP.rc, and the xtask judges them after
-# the guest has powered off. Progress lines go to the console, which the xtask echoes.
+# Debian has reached multi-user.target: install, upgrade, edit, preseed and purge the two
+# revisions with apt-get, recording what happens (see lib.sh).
 # Variables (from /e2e/env): PACKAGE, DEB1 and DEB2 (the two revisions, in /e2e),
 # PRESEEDED_IMAGE, EDIT_LINE.
-#
-# debconf's teletype frontend with no input, not the noninteractive one: a question at
-# the default priority (a ucf conflict, say) then prints its text into the apt log, where
-# the xtask looks for it, instead of being answered silently. dpkg's own conffile prompt
-# prints whatever the frontend.
 set -u
 
 # shellcheck source=/dev/null
 . /e2e/env
-OUT=/e2e/out
-CONFIG=/etc/containerd/config.toml
-export DEBIAN_FRONTEND=teletype LANG=C.UTF-8
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-
-say() {
-    printf 'e2e: %s\n' "$*" >/dev/console
-}
-
-# record STEP COMMAND…: runs COMMAND with no input, its output in STEP.log, status in STEP.rc.
-record() {
-    record_step=$1
-    shift
-    "$@" >"$OUT/$record_step.log" 2>&1 </dev/null
-    echo "$?" >"$OUT/$record_step.rc"
-}
+# shellcheck source=lib.sh
+. /e2e/lib.sh
 
 # snapshot NAME: every path on the root filesystem but /e2e, sorted, in NAME.tree.
 snapshot() {
     find / -xdev -path /e2e -prune -o -print | LC_ALL=C sort >"$OUT/$1.tree"
-}
-
-# state STEP: what an administrator looks at after STEP.
-state() {
-    record "$1.is-enabled" systemctl is-enabled containerd.service
-    record "$1.is-active" systemctl is-active containerd.service
-    record "$1.ctr-version" ctr version
-    record "$1.config-dump" containerd config dump
-    # shellcheck disable=SC2016 # dpkg-query's own ${Field} syntax
-    record "$1.dpkg-status" dpkg-query -W -f='${Status} ${Version}\n' "$PACKAGE"
-    record "$1.etc-containerd" ls -la /etc/containerd
-    for state_file in "$CONFIG" "$CONFIG.ucf-dist"; do
-        if [ -e "$state_file" ]; then
-            cp "$state_file" "$OUT/$1.${state_file##*/}"
-        fi
-    done
-}
-
-# apt_get STEP ARGS…: apt-get -y ARGS…, then the state after it.
-apt_get() {
-    apt_step=$1
-    shift
-    say "$apt_step: apt-get $*"
-    record "$apt_step" apt-get -y "$@"
-    state "$apt_step"
 }
 
 preseed() {
@@ -86,9 +41,11 @@ purge() {
 say "booted; recording the tree before installation"
 snapshot before
 
-# The defaults: installed, then upgraded untouched (revision 2 has a new default), purged.
+# The defaults: installed, upgraded untouched (revision 2 has a new default), removed,
+# then purged.
 apt_get install install "/e2e/$DEB1"
 apt_get upgrade install "/e2e/$DEB2"
+apt_get remove remove "$PACKAGE"
 purge purge
 
 # An edited config meets a newly generated one: kept, without a question.

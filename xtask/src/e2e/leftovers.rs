@@ -16,18 +16,36 @@ use super::nspawn::signal;
 
 /// The state of the host that the run must leave as it found it.
 pub struct Watch {
-    /// Prefix of every cgroup the run creates.
-    cgroup_prefix: String,
+    /// Prefix of every cgroup and guest name the run creates.
+    prefix: String,
     /// Network interfaces of the host's namespace at the start.
     links: BTreeSet<String>,
     /// Named network namespaces at the start (`ip netns list`).
     netns: BTreeSet<String>,
     /// Whether /var/lib/cni existed at the start.
     cni_state: bool,
+    /// Which of nspawn's runtime directories existed at the start.
+    nspawn_dirs: Vec<(&'static str, bool)>,
 }
 
+/// The directories systemd-nspawn makes on first use and leaves, deepest first.
+const NSPAWN_DIRS: &[&str] = &[
+    "/run/systemd/nspawn/propagate",
+    "/run/systemd/nspawn/locks",
+    "/run/systemd/nspawn",
+    "/run/systemd",
+];
+
+/// The start of every cgroup and guest name a run creates; the run's pid follows.
+pub const PREFIX: &str = "cs-e2e-";
+
 impl Watch {
-    pub fn start(cgroup_prefix: &str) -> Result<Watch> {
+    /// `prefix` is [`PREFIX`] and this run's pid. Runs that were killed before their
+    /// cleanup (Ctrl-C) left their empty cgroups and nspawn directories: those go first.
+    pub fn start(prefix: &str) -> Result<Watch> {
+        for swept in sweep_stale() {
+            println!("     removed {swept}, left by a run that was killed");
+        }
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only changes this process's attributes.
         let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         if rc != 0 {
@@ -37,10 +55,14 @@ impl Watch {
             );
         }
         Ok(Watch {
-            cgroup_prefix: cgroup_prefix.to_owned(),
+            prefix: prefix.to_owned(),
             links: links()?,
             netns: netns()?,
             cni_state: Path::new("/var/lib/cni").exists(),
+            nspawn_dirs: NSPAWN_DIRS
+                .iter()
+                .map(|d| (*d, Path::new(d).exists()))
+                .collect(),
         })
     }
 
@@ -48,6 +70,13 @@ impl Watch {
     /// mounts at or below any of `paths`, new network namespaces or host interfaces,
     /// cgroups named with the run's prefix, a new /var/lib/cni. Returns what it checked.
     pub fn verify(&self, paths: &[&Path]) -> Result<String> {
+        // nspawn's empty runtime directories, when this run made them; one in use by
+        // another nspawn is not empty.
+        for (dir, existed) in &self.nspawn_dirs {
+            if !existed {
+                let _ = fs::remove_dir(dir);
+            }
+        }
         let mut found = Vec::new();
         let left = descendants();
         if !left.is_empty() {
@@ -80,7 +109,7 @@ impl Watch {
                 new_links.join(", ")
             ));
         }
-        let cgroups = cgroups_named(&self.cgroup_prefix);
+        let cgroups = cgroups_named(&self.prefix);
         if !cgroups.is_empty() {
             found.push(format!(
                 "cgroups {}",
@@ -91,6 +120,21 @@ impl Watch {
                     .join(", ")
             ));
         }
+        let propagate: Vec<String> = fs::read_dir(super::nspawn::PROPAGATE)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&self.prefix))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !propagate.is_empty() {
+            found.push(format!(
+                "systemd-nspawn directories {} in {}",
+                propagate.join(", "),
+                super::nspawn::PROPAGATE
+            ));
+        }
         if !self.cni_state && Path::new("/var/lib/cni").exists() {
             found.push("/var/lib/cni (CNI state on the host)".to_owned());
         }
@@ -99,13 +143,42 @@ impl Watch {
         }
         Ok(format!(
             "no processes, no mounts under the run's trees, no new network namespace or interface, no {}* cgroup, {}",
-            self.cgroup_prefix,
+            self.prefix,
             match self.cni_state {
                 true => "/var/lib/cni as it was (it existed before)",
                 false => "no /var/lib/cni",
             }
         ))
     }
+}
+
+/// Removes the empty cgroups and nspawn directories of runs whose process is gone.
+fn sweep_stale() -> Vec<String> {
+    let stale = |path: &Path| {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        name.strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let mut swept = Vec::new();
+    for dir in cgroups_named(PREFIX).into_iter().filter(|d| stale(d)) {
+        let mut busy = Vec::new();
+        super::nspawn::remove_cgroup(&dir, &mut busy);
+        if busy.is_empty() {
+            swept.push(format!("the cgroup {}", dir.display()));
+        }
+    }
+    if let Ok(entries) = fs::read_dir(super::nspawn::PROPAGATE) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ours = entry.file_name().to_string_lossy().starts_with(PREFIX);
+            if ours && stale(&path) && fs::remove_dir(&path).is_ok() {
+                swept.push(path.display().to_string());
+            }
+        }
+    }
+    swept
 }
 
 /// Live descendants of this process, with their command lines; zombies among them are
@@ -186,20 +259,23 @@ fn reap(pid: u32) {
     }
 }
 
-/// Ends processes this run started: SIGTERM, then SIGKILL for those still there.
+/// Ends processes this run started: SIGTERM, then SIGKILL for those still there after two
+/// seconds; each is reaped once it has exited.
 fn end(processes: &[(u32, String)]) {
-    for (pid, _) in processes {
-        signal(*pid, libc::SIGTERM);
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    for (pid, _) in processes {
-        if Path::new(&format!("/proc/{pid}")).exists() {
-            signal(*pid, libc::SIGKILL);
+    let gone = |pid: u32| {
+        reap(pid);
+        !Path::new(&format!("/proc/{pid}")).exists()
+    };
+    for signal_number in [libc::SIGTERM, libc::SIGKILL] {
+        for (pid, _) in processes {
+            signal(*pid, signal_number);
         }
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    for (pid, _) in processes {
-        reap(*pid);
+        for _ in 0..20 {
+            if processes.iter().all(|(pid, _)| gone(*pid)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -252,4 +328,42 @@ fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
         walk(root, prefix, 5, &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_orphan_is_found_among_the_descendants() {
+        // SAFETY: as in Watch::start; the test binary becomes a subreaper, nothing else.
+        assert_eq!(
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+            0
+        );
+        // The shell exits at once: its sleep is orphaned and re-parented to this process.
+        let marker = "61.2345";
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("sleep {marker} >/dev/null 2>&1 &"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        // The forked shell may not have become `sleep` yet.
+        let mut found = Vec::new();
+        for _ in 0..50 {
+            found = descendants()
+                .into_iter()
+                .filter(|(_, cmdline)| cmdline.contains(marker))
+                .collect();
+            if found.iter().all(|(_, c)| c.starts_with("sleep")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        end(&found);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, format!("sleep {marker}"));
+        assert!(!Path::new(&format!("/proc/{}", found[0].0)).exists());
+    }
 }

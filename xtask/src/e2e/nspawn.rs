@@ -2,15 +2,20 @@
 //! scenario script in it: [`boot`] unpacks a private copy of the rootfs, copies the
 //! scenario's files into `/e2e`, enables a oneshot unit that runs the script once
 //! multi-user.target is reached and powers the guest off when it ends, boots, and hands
-//! back what the script left in `/e2e/out`. A scenario is a script plus its files, so a
-//! new one (an apt repository served from the host, say) is a new call, not new machinery.
+//! back what the script left in `/e2e/out`. A scenario is a script plus its files and
+//! hooks — things the script asks the host to do while it runs (`ask_host NAME` in
+//! `lib.sh`, which every scenario can source) — so a new scenario is a new call, not new
+//! machinery.
 //!
 //! No host systemd is needed: `--register=no --keep-unit` keep nspawn away from machined
-//! and from the caller's unit, and `SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0` gives the guest the
-//! legacy cgroup layout this kind of host supports. nspawn makes `payload` and `supervisor`
+//! and from the caller's unit. On a host with the hybrid cgroup layout (a v1 `name=systemd`
+//! hierarchy beside the unified one, as on the Debian 12 machines this was written on)
+//! `SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0` gives the guest the legacy layout; a unified-only
+//! host gives it the unified one. nspawn makes `payload` and `supervisor`
 //! cgroups under the cgroup it starts in and never removes them, so it starts in a cgroup
 //! of its own that is removed afterwards.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -24,12 +29,22 @@ use crate::rootfs::Rootfs;
 
 /// What the guest sees of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // `Host` is for scenarios that fetch from a loopback server on the host.
 pub enum Network {
     /// Only a loopback interface of its own: nothing the guest runs reaches the host's.
     Private,
     /// The host's network namespace, loopback included.
     Host,
+}
+
+/// The helpers a scenario sources as `/e2e/lib.sh`.
+pub const LIB: &str = include_str!("lib.sh");
+
+/// Something the guest's script can have the host do while it runs: `ask_host NAME` waits
+/// until `run` has returned, and fails when it failed.
+pub struct Hook<'a> {
+    pub name: &'static str,
+    /// Returns what it did, for the progress output.
+    pub run: Box<dyn FnMut() -> Result<String> + 'a>,
 }
 
 /// One boot: the scenario and what it needs.
@@ -46,6 +61,7 @@ pub struct Boot<'a> {
     pub network: Network,
     /// The guest is stopped (and the boot fails) when it runs longer.
     pub timeout: Duration,
+    pub hooks: Vec<Hook<'a>>,
 }
 
 /// A finished boot.
@@ -68,7 +84,7 @@ impl Booted {
 /// (`<name>-out/`) and the console log (`<name>-console.log`). Lines the guest writes to
 /// its console starting with `e2e: ` are echoed as they come. Fails when the guest does not
 /// finish the script (the script must create `/e2e/out/finished` as its last act).
-pub fn boot(boot: &Boot, work: &Path) -> Result<Booted> {
+pub fn boot(mut boot: Boot, work: &Path) -> Result<Booted> {
     let tree = boot.rootfs.extract()?;
     super::note_tree(&tree.path("/"));
     let e2e = tree.path("/e2e");
@@ -79,6 +95,7 @@ pub fn boot(boot: &Boot, work: &Path) -> Result<Booted> {
         tree.copy_in(from, &format!("/e2e/{name}"))?;
     }
     write(&e2e.join("scenario.sh"), boot.script)?;
+    write(&e2e.join("lib.sh"), LIB)?;
     let env: String = boot
         .env
         .iter()
@@ -93,24 +110,37 @@ pub fn boot(boot: &Boot, work: &Path) -> Result<Booted> {
 
     let console = work.join(format!("{}-console.log", boot.name));
     let cgroup = Cgroup::create(&boot.name)?;
-    let ran = run_nspawn(boot, &tree.path("/"), &cgroup, &console);
+    let ran = run_nspawn(&mut boot, &tree.path("/"), &cgroup, &console);
     let removed = cgroup.remove();
+    // nspawn's directory for propagating mounts into the guest; it removes it itself
+    // unless it was killed.
+    let _ = fs::remove_dir(Path::new(PROPAGATE).join(&boot.name));
+    // What the scenario recorded is worth keeping whatever happened.
+    let out = work.join(format!("{}-out", boot.name));
+    let _ = fs::remove_dir_all(&out);
+    let copied = copy_dir(&out_in_guest, &out);
     ran?;
     removed?;
+    copied?;
 
-    let console_text = fs::read_to_string(&console).unwrap_or_default();
-    if !out_in_guest.join("finished").exists() {
+    if !out.join("finished").exists() {
+        let said = fs::read_to_string(out.join("scenario.log")).unwrap_or_default();
+        let console_text = fs::read_to_string(&console).unwrap_or_default();
         bail!(
-            "the guest powered off before its scenario finished; console ({}): {}",
+            "the guest powered off before its scenario finished; the script said: {}; console ({}): {}",
+            match last_lines(&said, 4) {
+                l if l.is_empty() => "nothing".to_owned(),
+                l => l,
+            },
             console.display(),
             last_lines(&strip_escapes(&console_text), 6)
         );
     }
-    let out = work.join(format!("{}-out", boot.name));
-    let _ = fs::remove_dir_all(&out);
-    copy_dir(&out_in_guest, &out)?;
     Ok(Booted { out, console })
 }
+
+/// Where nspawn keeps a directory per running guest, named after it.
+pub const PROPAGATE: &str = "/run/systemd/nspawn/propagate";
 
 /// Runs the scenario once the system is up, then powers off whatever the outcome.
 const UNIT: &str = "\
@@ -130,7 +160,7 @@ StandardError=inherit
 WantedBy=multi-user.target
 ";
 
-fn run_nspawn(boot: &Boot, root: &Path, cgroup: &Cgroup, console: &Path) -> Result<()> {
+fn run_nspawn(boot: &mut Boot, root: &Path, cgroup: &Cgroup, console: &Path) -> Result<()> {
     let mut cmd = Command::new("sh");
     // Joins the cgroup before nspawn exists, so nothing of it lands in the caller's.
     cmd.arg("-c")
@@ -154,10 +184,12 @@ fn run_nspawn(boot: &Boot, root: &Path, cgroup: &Cgroup, console: &Path) -> Resu
     }
     // Arguments for the guest's systemd: no status lines, only what the scenario says.
     cmd.arg("systemd.show_status=false")
-        .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "0")
         .env("CS_E2E_CGROUP_PROCS", cgroup.procs_files())
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
+    if cgroup.named_systemd {
+        cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "0");
+    }
     let mut child = cmd.spawn().context("cannot run systemd-nspawn")?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut log = fs::File::create(console)
@@ -167,37 +199,55 @@ fn run_nspawn(boot: &Boot, root: &Path, cgroup: &Cgroup, console: &Path) -> Resu
             let _ = log.write_all(&line);
             let _ = log.write_all(b"\n");
             let text = strip_escapes(&String::from_utf8_lossy(&line));
-            if let Some(said) = text.trim().strip_prefix("e2e: ") {
-                println!("     guest: {said}");
+            // A getty's login prompt may share the line.
+            if let Some((_, said)) = text.split_once("e2e: ") {
+                println!("     guest: {}", said.trim());
             }
         }
     });
 
     let start = Instant::now();
-    let mut stopping: Option<Instant> = None;
+    // How the guest is stopped when it overruns: nspawn halts it cleanly on a first
+    // SIGTERM, kills it on a second, and SIGKILL ends nspawn (the kernel then ends the
+    // guest with its PID namespace).
+    let stops = [
+        (boot.timeout, libc::SIGTERM),
+        (boot.timeout + Duration::from_secs(15), libc::SIGTERM),
+        (boot.timeout + Duration::from_secs(30), libc::SIGKILL),
+    ];
+    let mut sent = 0;
+    let mut answered = BTreeSet::new();
+    let mut hook_failures = Vec::new();
     let status = loop {
         if let Some(status) = child.try_wait().context("cannot wait for systemd-nspawn")? {
             break status;
         }
-        match stopping {
-            None if start.elapsed() > boot.timeout => {
-                // nspawn halts the guest cleanly on SIGTERM.
-                println!(
-                    "     the guest has run for {:.0}s: stopping it",
-                    start.elapsed().as_secs_f64()
-                );
-                signal(child.id(), libc::SIGTERM);
-                stopping = Some(Instant::now());
+        answer_requests(
+            &mut boot.hooks,
+            &root.join("e2e"),
+            &mut answered,
+            &mut hook_failures,
+        );
+        if let Some((after, signal_number)) = stops.get(sent) {
+            if start.elapsed() > *after {
+                if sent == 0 {
+                    println!(
+                        "     the guest has run for {:.0}s: stopping it",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                signal(child.id(), *signal_number);
+                sent += 1;
             }
-            Some(t) if t.elapsed() > Duration::from_secs(30) => {
-                let _ = child.kill();
-            }
-            _ => {}
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    let stopping = sent > 0;
     let _ = echo.join();
-    if stopping.is_some() {
+    if let Some(failure) = hook_failures.into_iter().next() {
+        return Err(failure);
+    }
+    if stopping {
         bail!(
             "the guest did not finish within {}s; console ({}): {}",
             boot.timeout.as_secs(),
@@ -224,6 +274,53 @@ fn run_nspawn(boot: &Boot, root: &Path, cgroup: &Cgroup, console: &Path) -> Resu
     Ok(())
 }
 
+/// Runs the hook of each new request in `e2e/requests/`, then answers it in
+/// `e2e/replies/` with `ok` or `failed` (written whole: the guest polls for it).
+fn answer_requests(
+    hooks: &mut [Hook],
+    e2e: &Path,
+    answered: &mut BTreeSet<String>,
+    failures: &mut Vec<anyhow::Error>,
+) {
+    let Ok(entries) = fs::read_dir(e2e.join("requests")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !answered.insert(name.clone()) {
+            continue;
+        }
+        let outcome = match hooks.iter_mut().find(|h| h.name == name) {
+            Some(hook) => (hook.run)().with_context(|| format!("the host's hook {name:?}")),
+            None => Err(anyhow::anyhow!(
+                "the guest asked the host for {name:?}, which this scenario has no hook for"
+            )),
+        };
+        let reply = match outcome {
+            Ok(detail) => {
+                println!("     host: {name}: {detail}");
+                "ok"
+            }
+            Err(e) => {
+                println!("     host: {name} failed");
+                failures.push(e);
+                "failed"
+            }
+        };
+        let replies = e2e.join("replies");
+        let partial = replies.join(format!(".{name}"));
+        let written = fs::create_dir_all(&replies)
+            .and_then(|()| fs::write(&partial, reply))
+            .and_then(|()| fs::rename(&partial, replies.join(&name)));
+        if let Err(e) = written {
+            failures.push(anyhow::anyhow!(
+                "cannot answer the guest's request {name:?} in {}: {e}",
+                replies.display()
+            ));
+        }
+    }
+}
+
 pub fn signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) has no memory effects; `pid` is a process this program started.
@@ -238,6 +335,8 @@ pub fn signal(pid: u32, signal: libc::c_int) {
 pub struct Cgroup {
     name: String,
     dirs: Vec<PathBuf>,
+    /// The host has a v1 `name=systemd` hierarchy (the hybrid layout).
+    named_systemd: bool,
 }
 
 impl Cgroup {
@@ -246,11 +345,18 @@ impl Cgroup {
             fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")
             .context("cannot read /proc/self/mountinfo")?;
-        let mut dirs = Vec::new();
-        for (mount, path) in nspawn_hierarchies(&own, &mountinfo) {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut named_systemd = false;
+        for (mount, path, named) in nspawn_hierarchies(&own, &mountinfo) {
+            named_systemd |= named;
             let dir = mount.join(path.trim_start_matches('/')).join(name);
-            fs::create_dir(&dir)
-                .with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
+            if let Err(e) = fs::create_dir(&dir) {
+                for made in &dirs {
+                    let _ = fs::remove_dir(made);
+                }
+                return Err(e)
+                    .with_context(|| format!("cannot create the cgroup {}", dir.display()));
+            }
             dirs.push(dir);
         }
         if dirs.is_empty() {
@@ -259,6 +365,7 @@ impl Cgroup {
         Ok(Cgroup {
             name: name.to_owned(),
             dirs,
+            named_systemd,
         })
     }
 
@@ -274,8 +381,16 @@ impl Cgroup {
     /// holds a process.
     fn remove(&self) -> Result<()> {
         let mut busy = Vec::new();
-        for dir in &self.dirs {
-            remove_cgroup(dir, &mut busy);
+        // The guest's last processes may take a moment to go after nspawn has.
+        for _ in 0..50 {
+            busy.clear();
+            for dir in &self.dirs {
+                remove_cgroup(dir, &mut busy);
+            }
+            if busy.is_empty() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
         if !busy.is_empty() {
             bail!(
@@ -289,7 +404,7 @@ impl Cgroup {
 
 /// Removes `dir` and the cgroups below it, deepest first; a cgroup's control files go with
 /// it. Those that cannot be removed are added to `busy`.
-fn remove_cgroup(dir: &Path, busy: &mut Vec<String>) {
+pub fn remove_cgroup(dir: &Path, busy: &mut Vec<String>) {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -304,9 +419,9 @@ fn remove_cgroup(dir: &Path, busy: &mut Vec<String>) {
     }
 }
 
-/// The mount point and this process's path in each hierarchy nspawn puts cgroups in:
-/// the v1 hierarchy named `systemd`, and the unified (v2) one.
-fn nspawn_hierarchies(own_cgroups: &str, mountinfo: &str) -> Vec<(PathBuf, String)> {
+/// The mount point and this process's path in each hierarchy nspawn puts cgroups in, and
+/// whether it is the v1 hierarchy named `systemd` (else the unified, v2, one).
+fn nspawn_hierarchies(own_cgroups: &str, mountinfo: &str) -> Vec<(PathBuf, String, bool)> {
     let mut out = Vec::new();
     for line in mountinfo.lines() {
         let Some((before, after)) = line.split_once(" - ") else {
@@ -323,13 +438,14 @@ fn nspawn_hierarchies(own_cgroups: &str, mountinfo: &str) -> Vec<(PathBuf, Strin
                 (c == controllers).then(|| path.to_owned())
             })
         };
-        let path = match fstype {
-            "cgroup" if options.split(',').any(|o| o == "name=systemd") => own("name=systemd"),
-            "cgroup2" => own(""),
+        let named = fstype == "cgroup" && options.split(',').any(|o| o == "name=systemd");
+        let path = match (named, fstype) {
+            (true, _) => own("name=systemd"),
+            (false, "cgroup2") => own(""),
             _ => None,
         };
         if let Some(path) = path {
-            out.push((PathBuf::from(mount_point), path));
+            out.push((PathBuf::from(mount_point), path, named));
         }
     }
     out
@@ -404,12 +520,27 @@ mod tests {
         assert_eq!(
             nspawn_hierarchies(own, mountinfo),
             [
-                (PathBuf::from("/sys/fs/cgroup/systemd"), "/".to_owned()),
+                (
+                    PathBuf::from("/sys/fs/cgroup/systemd"),
+                    "/".to_owned(),
+                    true
+                ),
                 (
                     PathBuf::from("/sys/fs/cgroup/unified"),
-                    "/user.slice".to_owned()
+                    "/user.slice".to_owned(),
+                    false
                 ),
             ]
+        );
+        // A unified-only host, as systemd sets it up.
+        let unified = "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            nspawn_hierarchies("0::/system.slice/runner.service\n", unified),
+            [(
+                PathBuf::from("/sys/fs/cgroup"),
+                "/system.slice/runner.service".to_owned(),
+                false
+            )]
         );
     }
 
