@@ -719,21 +719,6 @@ const VOLATILE: &[Volatile] = &[
         why: "containerd's own state and images: the postrm keeps it on purge on purpose",
     },
     Volatile {
-        path: "/opt/containerd",
-        subtree: false,
-        why: "containerd's opt plugin makes /opt/containerd/{bin,lib} at every start (for `ctr install`); only these empty directories are left out, not what is in them",
-    },
-    Volatile {
-        path: "/opt/containerd/bin",
-        subtree: false,
-        why: "as /opt/containerd",
-    },
-    Volatile {
-        path: "/opt/containerd/lib",
-        subtree: false,
-        why: "as /opt/containerd",
-    },
-    Volatile {
         path: "/var/lib/systemd/deb-systemd-helper-enabled",
         subtree: false,
         why: "deb-systemd-helper's state directory, made on first use and shared by every package; its entries for containerd are not ignored",
