@@ -228,21 +228,24 @@ pub fn read_control(path: &Path) -> Result<String> {
         let r = decompressor(&ext, &mut member, &name, &shown)?;
         let mut tar = tar::Archive::new(r);
         let unreadable = |e: io::Error| bad(&name, format!("unreadable tar: {e}"));
+        let mut control = None;
         for entry in tar.entries().map_err(unreadable)? {
-            let entry = entry.map_err(unreadable)?;
-            if entry.path_bytes().as_ref() != b"./control"
-                && entry.path_bytes().as_ref() != b"control"
-            {
-                continue;
+            let mut entry = entry.map_err(unreadable)?;
+            let is_control = matches!(entry.path_bytes().as_ref(), b"./control" | b"control");
+            if is_control && control.is_none() {
+                let mut text = String::new();
+                (&mut entry)
+                    .take(KEEP_BYTES)
+                    .read_to_string(&mut text)
+                    .map_err(|e| bad(&name, format!("control: {e}")))?;
+                control = Some(text);
             }
-            let mut text = String::new();
-            entry
-                .take(KEEP_BYTES)
-                .read_to_string(&mut text)
-                .map_err(|e| bad(&name, format!("control: {e}")))?;
-            return Ok(text);
         }
-        return Err(bad(&name, "has no control file".into()));
+        // Read to the end, so the compressor's own checksum is checked: a corrupt member
+        // must not be indexed because its first file happened to decompress.
+        let mut rest = tar.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(unreadable)?;
+        return control.ok_or_else(|| bad(&name, "has no control file".into()));
     }
     Err(bad(
         "control.tar",
