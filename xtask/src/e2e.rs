@@ -267,7 +267,11 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
             Ok(((), detail))
         },
     )?;
-    check("piuparts", || piuparts(&deb1, &minbase, work))?;
+    check("piuparts", || piuparts(&deb1, &minbase, None, work))?;
+    check(
+        "piuparts: upgrade from the previous revision in a repository",
+        || piuparts_upgrade(&deb1, &deb2, &minbase, work),
+    )?;
     check("lintian", || lintian(&deb2))?;
     Ok(())
 }
@@ -953,10 +957,19 @@ fn minbase_tgz() -> Result<PathBuf> {
 /// piuparts' install and purge test, from the minimal base: it installs the package's
 /// dependencies from Debian's archive with apt, purges everything, and fails on any file
 /// left behind or gone, on processes left running, on broken symlinks.
-fn piuparts(deb: &BuiltDeb, minbase: &Path, work: &Path) -> Result<((), String)> {
-    let tmp = work.join("piuparts");
+fn piuparts(
+    deb: &BuiltDeb,
+    minbase: &Path,
+    extra_repo: Option<&str>,
+    work: &Path,
+) -> Result<((), String)> {
+    let tag = match extra_repo {
+        None => "piuparts",
+        Some(_) => "piuparts-upgrade",
+    };
+    let tmp = work.join(tag);
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let log = work.join("piuparts.log");
+    let log = work.join(format!("{tag}.log"));
     // piuparts writes the chroot's sources.list from the host's, or from the defaults of the
     // host's distribution (Ubuntu's archive on an Ubuntu runner): the base's own it is.
     let sources = process::stdout(
@@ -972,8 +985,15 @@ fn piuparts(deb: &BuiltDeb, minbase: &Path, work: &Path) -> Result<((), String)>
         )
     })?;
     let mut cmd = Command::new("piuparts");
-    cmd.args(["-d", crate::rootfs::SUITE, "--no-upgrade-test"])
-        .arg(format!("--mirror={mirror} main"))
+    cmd.args(["-d", crate::rootfs::SUITE]);
+    match extra_repo {
+        // Without one, there is no earlier version to upgrade from.
+        None => cmd.arg("--no-upgrade-test"),
+        // With one, piuparts also installs the repository's version and upgrades it to
+        // the package given.
+        Some(line) => cmd.arg(format!("--extra-repo={line}")),
+    };
+    cmd.arg(format!("--mirror={mirror} main"))
         .arg(format!("--basetgz={}", minbase.display()))
         .arg(format!("--tmpdir={}", tmp.display()))
         .arg(format!("--log-file={}", log.display()))
@@ -1006,11 +1026,59 @@ fn piuparts(deb: &BuiltDeb, minbase: &Path, work: &Path) -> Result<((), String)>
     Ok((
         (),
         format!(
-            "install and purge from minbase pass: {} (log {})",
+            "{} from minbase pass: {} (log {})",
+            match extra_repo {
+                None => "install and purge",
+                Some(_) => "install, upgrade from the repository's revision, and purge",
+            },
             file_name(&deb.path),
             log.display()
         ),
     ))
+}
+
+/// piuparts' upgrade test: revision 1 published in a repository on loopback (apt inside
+/// piuparts' chroot reaches it), revision 2 given as the package to upgrade to.
+fn piuparts_upgrade(
+    deb1: &BuiltDeb,
+    deb2: &BuiltDeb,
+    minbase: &Path,
+    work: &Path,
+) -> Result<((), String)> {
+    let repo_dir = work.join("piuparts-repo");
+    let now = crate::build_deb::now();
+    let key = sign::generate(
+        "containerd-stack piuparts <piuparts@example.invalid>",
+        KeyAlgorithm::Ed25519,
+        None,
+        u32::try_from(now).context("the clock is past 2106")?,
+    )?;
+    let signer = Signer::load(
+        key.secret_armored.as_bytes(),
+        None,
+        Path::new("the piuparts key"),
+        now,
+    )?;
+    repo::publish(
+        &repo_dir,
+        std::slice::from_ref(&deb1.path),
+        &[&signer],
+        &PublishOptions::new(now),
+        &WarningsOnly,
+    )?;
+    let mirror = Mirror::serve(&repo_dir);
+    // The repository's signature is tested elsewhere; here only the upgrade path is.
+    let line = format!("deb [trusted=yes] {} stable main", mirror.url());
+    let result = piuparts(deb2, minbase, Some(&line), work)?;
+    ensure!(
+        mirror
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("/pool/") && r.ends_with(".deb")),
+        "piuparts never downloaded revision 1 from the repository at {}",
+        mirror.url()
+    );
+    Ok(result)
 }
 
 /// The URL of the first `deb` line of a one-line-style sources.list.
