@@ -31,7 +31,7 @@ use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
 use crate::build_deb::repo_root;
-use crate::process::{self, last_lines, require_tool, text};
+use crate::process::{self, check, last_lines, require_tool, text, Printer};
 use crate::realbin::{self, RealRelease};
 use crate::rootfs::Rootfs;
 
@@ -854,18 +854,6 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Runs one check: prints its name, then `ok` with what it found, or fails naming it.
-fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
-    println!("==> {name}");
-    let start = Instant::now();
-    let (value, detail) = f().with_context(|| format!("e2e check {name:?} failed"))?;
-    println!(
-        "ok  {name} ({:.1}s): {detail}",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(value)
-}
-
 /// Builds one package through the library from the loopback mirror.
 fn build(
     stack: &Stack,
@@ -901,19 +889,6 @@ fn build(
         deb.size
     );
     Ok((deb, detail))
-}
-
-/// Prints what the library reports, indented under the check.
-struct Printer;
-
-impl Listener for Printer {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Step(s) => println!("     {s}"),
-            Event::Warning(w) => println!("     warning: {w}"),
-            _ => {}
-        }
-    }
 }
 
 /// Prints only the library's warnings: a publish reports every file it writes.

@@ -67,6 +67,33 @@ pub fn require_tool(program: &str, package: &str) -> Result<PathBuf> {
         })
 }
 
+/// Runs one check of a test command: prints its name, then `ok` with what it found, or
+/// fails naming it.
+pub fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
+    println!("==> {name}");
+    let start = std::time::Instant::now();
+    let (value, detail) = f().with_context(|| format!("check {name:?} failed"))?;
+    println!(
+        "ok  {name} ({:.1}s): {detail}",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(value)
+}
+
+/// Prints what the library reports, indented under the check.
+pub struct Printer;
+
+impl containerd_stack::listener::Listener for Printer {
+    fn event(&self, event: containerd_stack::listener::Event) {
+        use containerd_stack::listener::Event;
+        match event {
+            Event::Step(s) => println!("     {s}"),
+            Event::Warning(w) => println!("     warning: {w}"),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,12 +15,11 @@ use clap::Parser;
 use containerd_stack::artifact::Artifact;
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::fetch::{hash_file, FetchOptions};
-use containerd_stack::listener::{Event, Listener};
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
-use crate::process::{self, require_tool, stdout, text};
+use crate::process::{self, check, require_tool, stdout, text, Printer};
 use crate::realbin::{self, RealRelease};
 use crate::rootfs::{Chroot, Rootfs};
 
@@ -278,18 +277,6 @@ fn parse_dependencies(fields: &str) -> Vec<String> {
     out
 }
 
-/// Runs one check: prints its name, then `ok` with what it found, or fails naming it.
-fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T> {
-    println!("==> {name}");
-    let start = Instant::now();
-    let (value, detail) = f().with_context(|| format!("system check {name:?} failed"))?;
-    println!(
-        "ok  {name} ({:.1}s): {detail}",
-        start.elapsed().as_secs_f64()
-    );
-    Ok(value)
-}
-
 /// Builds the package through the library, fetching every asset from the loopback mirror.
 fn build(
     stack: &Stack,
@@ -340,20 +327,6 @@ fn build(
     Ok((deb, detail))
 }
 
-/// Prints what the library reports, indented under the check.
-struct Printer;
-
-impl Listener for Printer {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Step(s) => println!("     {s}"),
-            Event::Warning(w) => println!("     warning: {w}"),
-            _ => {}
-        }
-    }
-}
-
-/// Where each shipped program is installed, with the sha256 it must still have.
 fn shipped_programs(stack: &Stack, release: &RealRelease) -> Vec<(String, String)> {
     let cni = stack.settings.cni_bin_dir.trim_start_matches('/');
     let mut out = Vec::new();
