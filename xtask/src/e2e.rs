@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use containerd_stack::deb::compress::Compression;
-use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::{Event, Listener};
 use containerd_stack::repo::{self, PublishOptions};
 use containerd_stack::sign::{self, KeyAlgorithm, Signer};
-use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
+use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
 use crate::build_deb::repo_root;
@@ -862,20 +861,13 @@ fn build(
     work: &Path,
 ) -> Result<(BuiltDeb, String)> {
     let mirror = Mirror::serve(&release.mirror_root);
-    let opts = BuildOptions {
-        arches: vec![release.arch],
-        out_dir: work.join("out"),
-        fetch: FetchOptions {
-            mirror: Some(mirror.url()),
-            cache_dir: work.join("cache"),
-            offline: false,
-        },
+    let opts = release.build_options(
+        &mirror.url(),
+        work.join("out"),
+        work.join("cache"),
         compression,
-        level: compression.default_level(),
-        source_date_epoch: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        signer: None,
-    };
+        compression.default_level(),
+    );
     let mut built = containerd_stack::build(stack, &opts, &Printer)?;
     ensure!(
         built.len() == 1,

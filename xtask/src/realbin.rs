@@ -56,6 +56,31 @@ pub struct RealComponent {
 }
 
 impl RealRelease {
+    /// Options to build this release for its architecture from `mirror`, with every core.
+    pub fn build_options(
+        &self,
+        mirror: &str,
+        out_dir: PathBuf,
+        cache_dir: PathBuf,
+        compression: containerd_stack::deb::compress::Compression,
+        level: u32,
+    ) -> containerd_stack::BuildOptions {
+        containerd_stack::BuildOptions {
+            arches: vec![self.arch],
+            out_dir,
+            fetch: containerd_stack::fetch::FetchOptions {
+                mirror: Some(mirror.to_owned()),
+                cache_dir,
+                offline: false,
+            },
+            compression,
+            level,
+            source_date_epoch: None,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            signer: None,
+        }
+    }
+
     pub fn component(&self, kind: ComponentKind) -> &RealComponent {
         self.components
             .iter()

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use containerd_stack::artifact::Artifact;
 use containerd_stack::deb::compress::Compression;
-use containerd_stack::fetch::{hash_file, FetchOptions};
+use containerd_stack::fetch::hash_file;
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
@@ -174,18 +174,14 @@ fn debsig(
     )?;
     let mirror = Mirror::serve(&release.mirror_root);
     let opts = BuildOptions {
-        arches: vec![release.arch],
-        out_dir: dir.join("out"),
-        fetch: FetchOptions {
-            mirror: Some(mirror.url()),
-            cache_dir: work.join("cache"),
-            offline: false,
-        },
-        compression: Compression::Gzip,
-        level: 6,
-        source_date_epoch: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         signer: Some(std::sync::Arc::new(signer)),
+        ..release.build_options(
+            &mirror.url(),
+            dir.join("out"),
+            work.join("cache"),
+            Compression::Gzip,
+            6,
+        )
     };
     let signed = containerd_stack::build(stack, &opts, &Printer)?.remove(0);
     let (public, _) = public_key_of(key.public_armored.as_bytes(), &dir.join("key.asc"))?;
@@ -285,20 +281,13 @@ fn build(
     work: &Path,
 ) -> Result<(BuiltDeb, String)> {
     let mirror = Mirror::serve(&release.mirror_root);
-    let opts = BuildOptions {
-        arches: vec![release.arch],
-        out_dir: work.join("out"),
-        fetch: FetchOptions {
-            mirror: Some(mirror.url()),
-            cache_dir: work.join("cache"),
-            offline: false,
-        },
+    let opts = release.build_options(
+        &mirror.url(),
+        work.join("out"),
+        work.join("cache"),
         compression,
-        level: 6,
-        source_date_epoch: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        signer: None,
-    };
+        6,
+    );
     let mut built = containerd_stack::build(stack, &opts, &Printer)?;
     ensure!(
         built.len() == 1,
