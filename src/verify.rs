@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::deb::read::read_deb;
+use crate::deb::read::{check_layout, read_deb};
 use crate::error::{Error, IoContext, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,18 +39,10 @@ pub fn verify_deb(path: &Path, keyring: Option<&[u8]>) -> Result<Report> {
         entry: entry.to_owned(),
         message,
     };
+    // The framing first: member order, and sizes that add up to the file.
+    check_layout(path)?;
     let deb = read_deb(path)?;
     let names: Vec<&str> = deb.members.iter().map(|m| m.0.as_str()).collect();
-    match names.as_slice() {
-        ["debian-binary", c, d, rest @ ..]
-            if c.starts_with("control.tar") && d.starts_with("data.tar") && rest.iter().all(|r| r.starts_with('_')) => {}
-        _ => {
-            return Err(bad(
-                "(ar)",
-                format!("members are {names:?}; expected debian-binary, control.tar.*, data.tar.*, then only _-prefixed signatures"),
-            ))
-        }
-    }
     if deb.debian_binary != b"2.0\n" {
         return Err(bad(
             "debian-binary",
