@@ -23,7 +23,7 @@ use crate::elf::{self, Linkage};
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::{hash_file, FetchOptions, Fetcher};
 use crate::layout::{FhsTree, FileNode, Node, Source};
-use crate::listener::{Event, Listener};
+use crate::listener::{Event, Listener, Stage};
 use crate::render::{rfc2822, Renderer};
 use crate::sign::Signer;
 use crate::stack::{ComponentKind, Sha256, Stack};
@@ -404,7 +404,12 @@ fn analyse(
                 let cni_dir = &cni_dir;
                 s.spawn(move || -> Result<Vec<Program>> {
                     let mut out = Vec::new();
-                    for p in stage(a, staging, fetcher, listener)? {
+                    let programs = stage(a, staging, fetcher, listener)?;
+                    listener.event(Event::Began {
+                        stage: Stage::Check,
+                        name: a.file_name.clone(),
+                    });
+                    for p in programs {
                         let dest = match a.component {
                             ComponentKind::Containerd | ComponentKind::Crictl => {
                                 format!("usr/bin/{}", p.name)
@@ -436,6 +441,10 @@ fn analyse(
                         };
                         out.push(program);
                     }
+                    listener.event(Event::Ended {
+                        stage: Stage::Check,
+                        name: a.file_name.clone(),
+                    });
                     Ok(out)
                 })
             })
@@ -466,13 +475,22 @@ fn stage(
     listener: &dyn Listener,
 ) -> Result<Vec<unpack::StagedProgram>> {
     let asset = fetcher.fetch(a, listener)?;
-    listener.event(Event::Step(format!("unpacking {}", a.file_name)));
-    unpack::unpack(
+    let name = || a.file_name.clone();
+    listener.event(Event::Began {
+        stage: Stage::Unpack,
+        name: name(),
+    });
+    let programs = unpack::unpack(
         a,
         &asset,
         &staging.join(a.component.key()),
         MAX_UNPACKED_BYTES,
-    )
+    )?;
+    listener.event(Event::Ended {
+        stage: Stage::Unpack,
+        name: name(),
+    });
+    Ok(programs)
 }
 
 /// Writes a prepared package into `opts.out_dir`, reusing what the cache proves unchanged.
@@ -566,10 +584,17 @@ fn write_package(
                         .try_for_each(|h| h.join().expect("asset thread panicked").map(drop))
                 })?;
             }
-            listener.event(Event::Step(format!("compressing {file_name}")));
+            listener.event(Event::Began {
+                stage: Stage::Compress,
+                name: file_name.clone(),
+            });
             let mut blob = cache.new_blob(&member_kind)?;
             let path = PathBuf::from(&member_kind);
             let member = writer.write_data(&tree, blob.file(), &path)?;
+            listener.event(Event::Ended {
+                stage: Stage::Compress,
+                name: file_name.clone(),
+            });
             let (file, _) = cache.store_blob(&member_kind, &data_key, blob, member.size)?;
             (
                 DataMember {

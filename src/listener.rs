@@ -24,8 +24,43 @@ pub enum Event {
     },
     /// A step of the build, for verbose output.
     Step(String),
+    /// A timed stage of the build begins for one asset or package (`name`).
+    Began {
+        stage: Stage,
+        name: String,
+    },
+    /// …and ends.
+    Ended {
+        stage: Stage,
+        name: String,
+    },
     /// Something the user should know that does not stop the build.
     Warning(String),
+}
+
+/// The stages of a build that take time, besides downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Taking an asset's programs out into staging.
+    Unpack,
+    /// ELF checks and md5s of an asset's programs.
+    Check,
+    /// Writing the compressed data member of a package.
+    Compress,
+}
+
+impl Stage {
+    /// How verbose output names it: `unpacking`, or `unpacked` once `done`.
+    pub fn verb(self, done: bool) -> &'static str {
+        match (self, done) {
+            (Stage::Unpack, false) => "unpacking",
+            (Stage::Unpack, true) => "unpacked",
+            (Stage::Check, false) => "checking",
+            (Stage::Check, true) => "checked",
+            (Stage::Compress, false) => "compressing",
+            (Stage::Compress, true) => "compressed",
+        }
+    }
 }
 
 pub trait Listener: Sync {

@@ -27,6 +27,17 @@ pub struct DebWriter {
     pub mtime: u64,
 }
 
+/// The length of the data tar [`DebWriter::write_data`] writes for `tree`.
+fn data_tar_len(tree: &FhsTree) -> u64 {
+    let root = std::iter::once(("", None));
+    tar::archive_len(
+        root.chain(tree.entries.iter().map(|(path, node)| match node {
+            Node::Dir => (path.as_str(), None),
+            Node::File(f) => (path.as_str(), Some(f.size)),
+        })),
+    )
+}
+
 /// A finished data member, open for reading from its start.
 pub struct DataMember {
     pub file: File,
@@ -57,7 +68,12 @@ impl DebWriter {
     ) -> Result<DataMember> {
         let compressor = self
             .compression
-            .writer(io::BufWriter::new(&mut *tmp), self.level, self.threads)
+            .writer(
+                io::BufWriter::new(&mut *tmp),
+                self.level,
+                self.threads,
+                data_tar_len(tree),
+            )
             .at(tmp_path)?;
         let mut tar = TarWriter::new(compressor, self.mtime);
         tar.dir("").at(tmp_path)?;
@@ -95,11 +111,7 @@ impl DebWriter {
         md5sums: &[(String, String)],
     ) -> Result<Vec<u8>> {
         let here = Path::new("control.tar");
-        let compressor = self
-            .compression
-            .writer(Vec::new(), self.level, 1)
-            .at(here)?;
-        let mut tar = TarWriter::new(compressor, self.mtime);
+        let mut tar = TarWriter::new(Vec::new(), self.mtime);
         tar.dir("").at(here)?;
         let mut members: Vec<(String, u32, Vec<u8>)> = vec![
             ("control".into(), 0o644, files.control.as_bytes().to_vec()),
@@ -128,7 +140,13 @@ impl DebWriter {
             tar.file(&name, mode, bytes.len() as u64, &bytes[..])
                 .at(here)?;
         }
-        tar.finish().at(here)?.finish().at(here)
+        let tar = tar.finish().at(here)?;
+        let mut compressor = self
+            .compression
+            .writer(Vec::new(), self.level, 1, tar.len() as u64)
+            .at(here)?;
+        compressor.write_all(&tar).at(here)?;
+        compressor.finish().at(here)
     }
 
     /// Writes the ar archive: `debian-binary`, control, data.
@@ -178,5 +196,36 @@ impl DebWriter {
             append("_gpgorigin".into(), sig.len() as u64, &mut &sig[..])?;
         }
         ar.into_inner().at(out_path)?.flush().at(out_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn data_tar_len_is_the_length_written() {
+        let mut tree = FhsTree::default();
+        tree.add_inline("usr/bin/a", 0o755, vec![1; 1000]).unwrap();
+        tree.add_inline("etc/x.conf", 0o644, Vec::new()).unwrap();
+        let deep = format!("usr/share/{}/{}", "d".repeat(90), "f".repeat(30));
+        tree.add_inline(&deep, 0o644, vec![2; 512]).unwrap();
+        let writer = DebWriter {
+            compression: Compression::Gzip,
+            level: 1,
+            threads: 1,
+            mtime: 0,
+        };
+        let mut tmp = tempfile::tempfile().unwrap();
+        let mut member = writer
+            .write_data(&tree, &mut tmp, Path::new("data"))
+            .unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new((&mut member.file).take(member.size))
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(data_tar_len(&tree), tar.len() as u64);
     }
 }

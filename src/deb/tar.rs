@@ -20,11 +20,7 @@ impl<W: Write> TarWriter<W> {
 
     /// `path` is relative to the root, without a leading `./` (empty for the root itself).
     pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        let name = if path.is_empty() {
-            "./".to_owned()
-        } else {
-            format!("./{path}/")
-        };
+        let name = dir_name(path);
         let mut h = self.header(EntryType::Directory, 0o755, 0);
         self.append(&mut h, &name, io::empty())
     }
@@ -84,6 +80,33 @@ impl<W: Write> TarWriter<W> {
     }
 }
 
+fn dir_name(path: &str) -> String {
+    match path {
+        "" => "./".to_owned(),
+        _ => format!("./{path}/"),
+    }
+}
+
+/// The exact length of the archive [`TarWriter`] writes for `entries`: each is a path as
+/// given to [`TarWriter::dir`] (`None` for the size) or [`TarWriter::file`] (its size).
+pub fn archive_len<'a>(entries: impl IntoIterator<Item = (&'a str, Option<u64>)>) -> u64 {
+    let header = |name_len: usize| {
+        let long = match name_len > 100 {
+            true => 512 + (name_len as u64 + 1).next_multiple_of(512),
+            false => 0,
+        };
+        long + 512
+    };
+    let mut len = 1024; // the two zero blocks that end the archive
+    for (path, size) in entries {
+        len += match size {
+            None => header(dir_name(path).len()),
+            Some(size) => header(path.len() + 2) + size.next_multiple_of(512),
+        };
+    }
+    len
+}
+
 struct CountingReader<R> {
     inner: R,
     count: u64,
@@ -100,6 +123,33 @@ impl<R: Read> Read for CountingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_len_is_what_the_writer_writes() {
+        let long_dir = "d".repeat(99);
+        let long_file = format!("{long_dir}/{}", "f".repeat(200));
+        let entries: Vec<(&str, Option<u64>)> = vec![
+            ("", None),
+            ("etc", None),
+            (&long_dir, None),
+            ("etc/a", Some(0)),
+            ("etc/b", Some(511)),
+            ("etc/c", Some(512)),
+            ("etc/d", Some(513)),
+            (&long_file, Some(1)),
+        ];
+        let mut w = TarWriter::new(Vec::new(), 0);
+        for (path, size) in &entries {
+            match size {
+                None => w.dir(path).unwrap(),
+                Some(n) => w
+                    .file(path, 0o644, *n, &vec![7u8; *n as usize][..])
+                    .unwrap(),
+            }
+        }
+        let written = w.finish().unwrap().len() as u64;
+        assert_eq!(archive_len(entries), written);
+    }
 
     #[test]
     fn names_keep_dot_slash_and_long_names_survive() {

@@ -641,7 +641,7 @@ fn check_name(flag: &str, value: &str) -> Result<()> {
 /// gzip with no name and mtime 0 in its header, so the bytes depend on the text only.
 fn gzip(data: &[u8], shown: &Path) -> Result<Vec<u8>> {
     let mut w = Compression::Gzip
-        .writer(Vec::new(), GZIP_LEVEL, 1)
+        .writer(Vec::new(), GZIP_LEVEL, 1, data.len() as u64)
         .at(shown)?;
     w.write_all(data).at(shown)?;
     w.finish().at(shown)

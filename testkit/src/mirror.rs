@@ -34,6 +34,8 @@ struct State {
     redirects: BTreeMap<String, String>,
     /// Per path: faults to apply to the next requests, in order.
     faults: BTreeMap<String, Vec<Fault>>,
+    /// Bytes per second each connection is held to, like a real link.
+    rate: Option<u64>,
 }
 
 pub struct Mirror {
@@ -94,6 +96,11 @@ impl Mirror {
         queue.extend(std::iter::repeat_n(fault, times));
     }
 
+    /// Sends every body at `bytes_per_second` per connection from now on.
+    pub fn throttle(&self, bytes_per_second: u64) {
+        self.state.lock().unwrap().rate = Some(bytes_per_second.max(1));
+    }
+
     /// How many requests asked for `path`.
     pub fn count(&self, path: &str) -> usize {
         self.requests().iter().filter(|r| *r == path).count()
@@ -133,14 +140,14 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
     let path = target.split('?').next().unwrap_or("/").to_owned();
-    let (redirect, fault) = {
+    let (redirect, fault, rate) = {
         let mut s = state.lock().unwrap();
         s.requests.push(path.clone());
         let fault = match s.faults.get_mut(&path) {
             Some(q) if !q.is_empty() => Some(q.remove(0)),
             _ => None,
         };
-        (s.redirects.get(&path).cloned(), fault)
+        (s.redirects.get(&path).cloned(), fault, s.rate)
     };
     if let Some(Fault::Status(code)) = fault {
         write!(
@@ -172,7 +179,21 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
             )?;
             if method == "GET" {
                 match fault {
-                    None | Some(Fault::Status(_)) => stream.write_all(&body)?,
+                    None | Some(Fault::Status(_)) => match rate {
+                        None => stream.write_all(&body)?,
+                        Some(rate) => {
+                            let start = std::time::Instant::now();
+                            let mut sent = 0u64;
+                            for chunk in body.chunks(64 * 1024) {
+                                stream.write_all(chunk)?;
+                                sent += chunk.len() as u64;
+                                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                                if let Some(wait) = due.checked_sub(start.elapsed()) {
+                                    std::thread::sleep(wait);
+                                }
+                            }
+                        }
+                    },
                     Some(Fault::Truncate(n)) => stream.write_all(&body[..n.min(len)])?,
                     Some(Fault::ResetAfter(n)) => {
                         stream.write_all(&body[..n.min(len)])?;

@@ -48,6 +48,9 @@ pub struct Args {
     /// Fetch, check and lay out, then print the plan as JSON instead of writing packages.
     #[arg(long)]
     dry_run: bool,
+    /// Print each step with the time since the start, instead of progress bars.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -90,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
             None => None,
         },
     };
-    let listener = Terminal::new();
+    let listener = Terminal::new(args.verbose);
     if args.dry_run {
         let plan = containerd_stack::build::plan(&stack, &opts, &listener)?;
         listener.finish();
@@ -152,6 +155,8 @@ pub fn repo_root() -> PathBuf {
 
 /// Progress bars on a terminal; warnings always, on stderr.
 struct Terminal {
+    /// With `--verbose`: when the build started; each step is printed with its time.
+    verbose: Option<std::time::Instant>,
     bars: Option<(
         indicatif::MultiProgress,
         Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
@@ -159,14 +164,15 @@ struct Terminal {
 }
 
 impl Terminal {
-    fn new() -> Terminal {
-        let bars = std::io::stderr().is_terminal().then(|| {
+    fn new(verbose: bool) -> Terminal {
+        let verbose = verbose.then(std::time::Instant::now);
+        let bars = (std::io::stderr().is_terminal() && verbose.is_none()).then(|| {
             (
                 indicatif::MultiProgress::new(),
                 Mutex::new(Default::default()),
             )
         });
-        Terminal { bars }
+        Terminal { verbose, bars }
     }
 
     fn finish(&self) {
@@ -182,6 +188,19 @@ impl Listener for Terminal {
     fn event(&self, event: Event) {
         match (&self.bars, event) {
             (_, Event::Warning(w)) => eprintln!("warning: {w}"),
+            (None, event) => {
+                let Some(start) = self.verbose else { return };
+                let line = match event {
+                    Event::Step(s) => s,
+                    Event::Began { stage, name } => format!("{} {name}", stage.verb(false)),
+                    Event::Ended { stage, name } => format!("{} {name}", stage.verb(true)),
+                    Event::DownloadStarted { name, .. } => format!("downloading {name}"),
+                    Event::DownloadFinished { name } => format!("downloaded {name}"),
+                    Event::CacheHit { name } => format!("{name} from the cache"),
+                    _ => return,
+                };
+                eprintln!("[{:7.2}s] {line}", start.elapsed().as_secs_f64());
+            }
             (Some((multi, bars)), Event::DownloadStarted { name, total }) => {
                 let bar = multi.add(match total {
                     Some(t) => indicatif::ProgressBar::new(t),
