@@ -685,7 +685,6 @@ mod tests {
             size: 10,
             md5: "0".repeat(32),
             sha256: hex::encode(Sha256::digest(format!("{version}{arch}"))),
-            sha512: "2".repeat(128),
         }
     }
 

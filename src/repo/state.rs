@@ -11,7 +11,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use md5::Md5;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 
 use crate::deb::read::read_control;
 use crate::error::{Error, IoContext, Result};
@@ -274,11 +274,18 @@ fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
             message: "its control file is not a deb822 paragraph".into(),
         })?;
     let file = File::open(path).at(path)?;
-    let (size, md5, sha256, sha512) = match staged {
+    let (size, md5, sha256) = match staged {
         None => hash_package(file).at(path)?,
         Some(to) => {
-            let out = io::BufWriter::new(File::create(to).at(to)?);
-            hash_package(Tee { inner: file, out }).at(to)?
+            let mut out = io::BufWriter::new(File::create(to).at(to)?);
+            let hashes = hash_package(Tee {
+                inner: file,
+                out: &mut out,
+            })
+            .at(to)?;
+            // Flushed here, not on drop, where a full disk would go unnoticed.
+            out.into_inner().map_err(|e| e.into_error()).at(to)?;
+            hashes
         }
     };
     Ok(NewDeb {
@@ -288,7 +295,6 @@ fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
         size,
         md5,
         sha256,
-        sha512,
     })
 }
 
@@ -314,9 +320,9 @@ impl<R: Read, W: io::Write> Read for Tee<R, W> {
     }
 }
 
-/// `(size, md5, sha256, sha512)` of what `r` yields, in one pass.
-pub fn hash_package(mut r: impl Read) -> io::Result<(u64, String, String, String)> {
-    let (mut md5, mut sha256, mut sha512) = (Md5::new(), Sha256::new(), Sha512::new());
+/// `(size, md5, sha256)` of what `r` yields, in one pass.
+pub fn hash_package(mut r: impl Read) -> io::Result<(u64, String, String)> {
+    let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
@@ -326,13 +332,11 @@ pub fn hash_package(mut r: impl Read) -> io::Result<(u64, String, String, String
         }
         md5.update(&buf[..n]);
         sha256.update(&buf[..n]);
-        sha512.update(&buf[..n]);
         size += n as u64;
     }
     Ok((
         size,
         hex::encode(md5.finalize()),
         hex::encode(sha256.finalize()),
-        hex::encode(sha512.finalize()),
     ))
 }
