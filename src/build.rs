@@ -33,8 +33,8 @@ pub use crate::context::render_template;
 
 /// Maintainer scripts, rendered from the template of the same name when there is one.
 pub const MAINTAINER_SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postrm", "config"];
-/// Other control files rendered from templates (debconf's `templates`).
-pub const CONTROL_EXTRAS: &[&str] = &["templates"];
+/// Other control files rendered from templates (debconf's `templates`, dpkg's `triggers`).
+pub const CONTROL_EXTRAS: &[&str] = &["templates", "triggers"];
 
 /// Bumped whenever the layout or the analysis changes meaning, so old cache entries are
 /// not reused by a newer tool.

@@ -43,6 +43,7 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "templates",
         include_str!("../debian-templates/templates.hbs"),
     ),
+    ("triggers", include_str!("../debian-templates/triggers.hbs")),
 ];
 
 pub struct Renderer {

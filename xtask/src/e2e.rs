@@ -26,6 +26,7 @@ use containerd_stack::deb::compress::Compression;
 use containerd_stack::listener::{Event, Listener};
 use containerd_stack::repo::{self, PublishOptions};
 use containerd_stack::sign::{self, KeyAlgorithm, Signer};
+use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
@@ -210,6 +211,11 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
 
     let booted = check("boot Debian 12 and run the install scenario", || {
         let package = &stack1.package.name;
+        // Debian's own packages the package replaces, for the migration steps.
+        let old_debs: Vec<&Path> = [ComponentKind::Runc, ComponentKind::Containerd]
+            .into_iter()
+            .map(|k| release.component(k).deb.as_path())
+            .collect();
         let booted = nspawn::boot(
             Boot {
                 name: format!("{prefix}-install"),
@@ -221,11 +227,20 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
                     ("DEB2", file_name(&deb2.path)),
                     ("PRESEEDED_IMAGE", PRESEEDED_IMAGE.to_owned()),
                     ("EDIT_LINE", EDIT_LINE.to_owned()),
+                    (
+                        "OLD_DEBS",
+                        old_debs
+                            .iter()
+                            .map(|d| format!("/e2e/{}", file_name(d)))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
                 ],
-                files: vec![
-                    (deb1.path.clone(), file_name(&deb1.path)),
-                    (deb2.path.clone(), file_name(&deb2.path)),
-                ],
+                files: [deb1.path.as_path(), deb2.path.as_path()]
+                    .into_iter()
+                    .chain(old_debs.iter().copied())
+                    .map(|p| (p.to_owned(), file_name(p)))
+                    .collect(),
                 network: Network::Private,
                 timeout: BOOT_TIMEOUT,
                 hooks: Vec::new(),
@@ -392,6 +407,66 @@ fn judge_install_scenario(
     check("purge after the preseeded installation", || {
         Ok(((), r.purged("final-purge", "before")?))
     })?;
+    check(
+        "replacing Debian's containerd with an edited config.toml",
+        || {
+            let p = "migrate-edited";
+            r.apt_ok(&format!("{p}-old"))?;
+            let edited = booted.read(&format!("{p}.edited.config.toml"))?;
+            r.apt_ok(p)?;
+            r.running(p)?;
+            r.installed(p, &v1)?;
+            r.same_config(p, &edited, "Debian's config.toml, as edited")?;
+            r.diverted(p, Some(&stack1.package.name))?;
+            r.rc_ok(&format!("{p}-purge-old"))?;
+            r.same_config(&format!("{p}-purge-old"), &edited, "the edited config.toml")?;
+            r.rc_ok(&format!("{p}-restart"))?;
+            r.running(&format!("{p}-restart"))?;
+            r.apt_ok(&format!("{p}-purge"))?;
+            r.diverted(&format!("{p}-purge"), None)?;
+            r.same_config(
+                &format!("{p}-purge"),
+                &edited,
+                "the administrator's config.toml",
+            )?;
+            Ok((
+                (),
+                "the edited conffile is kept byte for byte; dpkg --purge containerd runc afterwards leaves it (diverted by the package while it is installed) and containerd restarts enabled; purging the package drops the diversion and leaves the administrator's file".to_owned(),
+            ))
+        },
+    )?;
+    check(
+        "replacing Debian's containerd with its config.toml untouched",
+        || {
+            let p = "migrate-default";
+            r.apt_ok(&format!("{p}-old"))?;
+            r.apt_ok(p)?;
+            r.running(p)?;
+            r.installed(p, &v1)?;
+            r.config(p, true, default1)?;
+            let generated = booted.read(&format!("{p}.config.toml"))?;
+            r.diverted(p, Some(&stack1.package.name))?;
+            r.rc_ok(&format!("{p}-purge-old"))?;
+            r.same_config(
+                &format!("{p}-purge-old"),
+                &generated,
+                "the generated config.toml",
+            )?;
+            r.rc_ok(&format!("{p}-restart"))?;
+            r.running(&format!("{p}-restart"))?;
+            r.config(&format!("{p}-restart"), true, default1)?;
+            r.apt_ok(&format!("{p}-purge"))?;
+            r.diverted(&format!("{p}-purge"), None)?;
+            ensure!(
+                !booted.out.join(format!("{p}-purge.config.toml")).exists(),
+                "after {p}-purge: the generated /etc/containerd/config.toml is still there"
+            );
+            Ok((
+                (),
+                format!("the unedited conffile is replaced by the generated config (SystemdCgroup = true, {default1}); dpkg --purge containerd runc afterwards leaves it and containerd restarts enabled; purging the package removes it and the diversion"),
+            ))
+        },
+    )?;
     Ok(())
 }
 
@@ -579,6 +654,32 @@ impl Records<'_> {
             )
         })?;
         Ok(format!("ctr version reaches containerd {server}"))
+    }
+
+    /// /etc/containerd/config.toml after `step` is `want` (`what` names it in the error).
+    fn same_config(&self, step: &str, want: &str, what: &str) -> Result<()> {
+        let name = format!("{step}.config.toml");
+        let found = self.0.read(&name).with_context(|| {
+            format!("after {step}: /etc/containerd/config.toml is gone; expected {what}")
+        })?;
+        ensure!(
+            found == want,
+            "after {step}: /etc/containerd/config.toml is not {what} (the guest's copy: {})",
+            self.0.out.join(name).display()
+        );
+        Ok(())
+    }
+
+    /// Which package diverts /etc/containerd/config.toml after `step`: `want`, or none.
+    fn diverted(&self, step: &str, want: Option<&str>) -> Result<()> {
+        let found = self.log(&format!("{step}.diversion"))?;
+        ensure!(
+            found.trim() == want.unwrap_or(""),
+            "after {step}: dpkg-divert --listpackage /etc/containerd/config.toml says {:?}, expected {:?}",
+            found.trim(),
+            want.unwrap_or("(no diversion)")
+        );
+        Ok(())
     }
 
     fn installed(&self, step: &str, version: &str) -> Result<()> {

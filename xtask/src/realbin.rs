@@ -53,6 +53,8 @@ pub struct RealComponent {
     pub version: String,
     /// Each program in the asset by the name it is installed under, with its sha256.
     pub programs: BTreeMap<String, String>,
+    /// The Debian package itself.
+    pub deb: PathBuf,
 }
 
 impl RealRelease {
@@ -135,6 +137,7 @@ pub fn prepare(arch: DebArch) -> Result<RealRelease> {
             debian_version,
             version,
             programs,
+            deb: deb.clone(),
         });
     }
     let kinds: Vec<ComponentKind> = PACKAGES.iter().map(|(k, _)| *k).collect();

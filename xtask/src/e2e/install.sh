@@ -3,7 +3,8 @@
 # Debian has reached multi-user.target: install, upgrade, edit, preseed and purge the two
 # revisions with apt-get, recording what happens (see lib.sh).
 # Variables (from /e2e/env): PACKAGE, DEB1 and DEB2 (the two revisions, in /e2e),
-# PRESEEDED_IMAGE, EDIT_LINE.
+# PRESEEDED_IMAGE, EDIT_LINE, OLD_DEBS (Debian's own containerd and runc packages, in /e2e,
+# that the package replaces).
 set -u
 
 # shellcheck source=/dev/null
@@ -61,6 +62,37 @@ record preseed preseed
 apt_get preseeded-install install "/e2e/$DEB1"
 apt_get preseeded-upgrade install "/e2e/$DEB2"
 purge final-purge
+
+# Coming from Debian's containerd, whose config.toml is a conffile: an edited one is kept
+# and an unedited one replaced by the generated config; either way purging the replaced
+# package afterwards leaves the file containerd runs with in place.
+# diversion STEP: which package diverts $CONFIG (none: an empty log).
+diversion() {
+    record "$1.diversion" dpkg-divert --listpackage "$CONFIG"
+}
+# migrate PREFIX: Debian's containerd, then this package over it, then the old purged.
+migrate() {
+    # shellcheck disable=SC2086 # OLD_DEBS is a list of paths
+    apt_get "$1-old" install $OLD_DEBS
+    if [ "$1" = migrate-edited ]; then
+        say "editing Debian's $CONFIG"
+        printf '%s\n' "$EDIT_LINE" >>"$CONFIG"
+        cp "$CONFIG" "$OUT/$1.edited.config.toml"
+    fi
+    apt_get "$1" install "/e2e/$DEB1"
+    diversion "$1"
+    say "$1: purging the replaced packages"
+    record "$1-purge-old" dpkg --purge containerd runc
+    state "$1-purge-old"
+    record "$1-restart" systemctl restart containerd.service
+    state "$1-restart"
+    apt_get "$1-purge" purge "$PACKAGE"
+    diversion "$1-purge"
+}
+migrate migrate-edited
+# The edited file was the administrator's, so it outlived the purge; they remove it.
+rm -f "$CONFIG"
+migrate migrate-default
 
 say "scenario finished"
 : >"$OUT/finished"
