@@ -9,7 +9,6 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use md5::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::DebArch;
@@ -418,8 +417,7 @@ fn analyse(
                             ComponentKind::CniPlugins => format!("{cni_dir}/{}", p.name),
                         };
                         let shown = format!("{dest} ({arch}, from {})", a.file_name);
-                        let bytes = fs::read(&p.path).at(&p.path)?;
-                        let elf = elf::inspect_bytes(&bytes, &shown, arch)?;
+                        let elf = elf::inspect(&p.path, &shown, arch)?;
                         let origin = match a.file_name == p.entry {
                             true => a.file_name.clone(),
                             false => format!("{}:{}", a.file_name, p.entry),
@@ -435,7 +433,7 @@ fn analyse(
                             staged,
                             origin,
                             size: p.size,
-                            md5: hex::encode(md5::Md5::digest(&bytes)),
+                            md5: p.md5,
                             elf,
                             mtime: p.mtime,
                         };

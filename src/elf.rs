@@ -48,10 +48,60 @@ pub enum Linkage {
 }
 
 /// Checks that `path` (shown as `shown`) is an ELF program for `arch` and reports how it
-/// links.
+/// links. The file is mapped, not read: the parser touches only the headers and tables it
+/// needs, so memory does not grow with the program's size.
 pub fn inspect(path: &Path, shown: &str, arch: DebArch) -> Result<Linkage> {
-    let bytes = std::fs::read(path).at(path)?;
-    inspect_bytes(&bytes, shown, arch)
+    let file = std::fs::File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len() as usize;
+    if len == 0 {
+        return inspect_bytes(&[], shown, arch);
+    }
+    let map = Mapping::of(&file, len).at(path)?;
+    inspect_bytes(map.bytes(), shown, arch)
+}
+
+/// A private read-only mapping of a whole file, unmapped on drop.
+struct Mapping {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Mapping {
+    fn of(file: &std::fs::File, len: usize) -> std::io::Result<Mapping> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: maps `len` (> 0) bytes of an open file read-only and private; the pointer
+        // is checked before use.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`. The
+        // files mapped are programs in this build's own staging directory, which nothing
+        // writes to while they are checked.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the region `of` mapped.
+        unsafe {
+            libc::munmap(self.ptr, self.len);
+        }
+    }
 }
 
 pub fn inspect_bytes(bytes: &[u8], shown: &str, arch: DebArch) -> Result<Linkage> {
