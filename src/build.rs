@@ -433,7 +433,7 @@ fn analyse(
                             staged,
                             origin,
                             size: p.size,
-                            md5: p.md5,
+                            md5: md5_file(&p.path)?,
                             elf,
                             mtime: p.mtime,
                         };
@@ -463,6 +463,15 @@ fn analyse(
         }
     }
     Ok(analysis)
+}
+
+/// The hex md5 of a file, read in pieces: a program is never held in memory whole.
+fn md5_file(path: &Path) -> Result<String> {
+    use md5::Digest;
+    let mut md5 = md5::Md5::new();
+    let mut file = fs::File::open(path).at(path)?;
+    std::io::copy(&mut file, &mut md5).at(path)?;
+    Ok(hex::encode(md5.finalize()))
 }
 
 /// Fetches one asset (through the cache) and unpacks its programs into `staging`.

@@ -31,29 +31,6 @@ pub struct StagedProgram {
     pub size: u64,
     /// The entry's mtime in the archive; `None` for a bare asset.
     pub mtime: Option<u64>,
-    /// Hex md5 of its bytes, taken while they were written.
-    pub md5: String,
-}
-
-/// Copies `from` into `to`, returning the byte count and the md5 of what was copied.
-fn copy_hashing(mut from: impl Read, to: &mut File) -> io::Result<(u64, String)> {
-    use md5::Digest;
-    use std::io::Write;
-    let mut md5 = md5::Md5::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        md5.update(&buf[..n]);
-        to.write_all(&buf[..n])?;
-        size += n as u64;
-    }
-    Ok((size, hex::encode(md5.finalize())))
 }
 
 /// Unpacks the programs `artifact` provides from `asset` into `staging` (a fresh directory).
@@ -67,9 +44,7 @@ pub fn unpack(
     match artifact.packing {
         Packing::Bare => {
             let path = staging.join(&artifact.file_name);
-            let from = File::open(asset).at(asset)?;
-            let mut to = File::create(&path).at(&path)?;
-            let (size, md5) = copy_hashing(from, &mut to).at(&path)?;
+            let size = fs::copy(asset, &path).at(&path)?;
             let name = match artifact.component {
                 crate::stack::ComponentKind::Runc => "runc".to_owned(),
                 _ => artifact.file_name.clone(),
@@ -80,7 +55,6 @@ pub fn unpack(
                 path,
                 size,
                 mtime: None,
-                md5,
             }])
         }
         Packing::TarGz => {
@@ -195,8 +169,8 @@ pub fn unpack_tar_gz(
             .open(&dest)
             .at(&dest)?;
         let mtime = entry.header().mtime().ok();
-        let (size, md5) = copy_hashing(&mut entry, &mut out)
-            .map_err(|e| bad(name, format!("cannot unpack: {e}")))?;
+        let size =
+            io::copy(&mut entry, &mut out).map_err(|e| bad(name, format!("cannot unpack: {e}")))?;
         staged.push(StagedProgram {
             name: rel
                 .file_name()
@@ -207,7 +181,6 @@ pub fn unpack_tar_gz(
             path: dest,
             size,
             mtime,
-            md5,
         });
     }
 
