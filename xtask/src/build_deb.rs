@@ -113,7 +113,25 @@ pub fn run(args: Args) -> Result<()> {
             deb.sha256
         );
     }
+    if let (Some(start), Some(kib)) = (listener.verbose, peak_resident_kib()) {
+        eprintln!(
+            "[{:7.2}s] {PEAK_MEMORY}{:.1} MiB",
+            start.elapsed().as_secs_f64(),
+            kib as f64 / 1024.0
+        );
+    }
     Ok(())
+}
+
+/// How `--verbose` reports the peak memory at the end (the bench reads it).
+pub const PEAK_MEMORY: &str = "peak resident memory: ";
+
+/// This process's peak resident set in KiB (`VmHWM`): this program's alone, where
+/// getrusage's would include its parent's up to the exec.
+fn peak_resident_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The current time, for checking that a key has not expired (never written anywhere).
