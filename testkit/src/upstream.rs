@@ -50,6 +50,22 @@ pub fn elf_program(arch: DebArch, tag: &str) -> Vec<u8> {
     b
 }
 
+/// containerd's release tarball as upstream lays it out, with `program(name)` as the bytes
+/// of each program in `bin/`.
+pub fn containerd_tar_gz(program: impl Fn(&str) -> Vec<u8>) -> Vec<u8> {
+    tar_gz(&[
+        ("bin/", 0o755, vec![]),
+        ("bin/containerd", 0o755, program("containerd")),
+        (
+            "bin/containerd-shim-runc-v2",
+            0o755,
+            program("containerd-shim-runc-v2"),
+        ),
+        ("bin/containerd-stress", 0o755, program("containerd-stress")),
+        ("bin/ctr", 0o755, program("ctr")),
+    ])
+}
+
 /// A gzip'd tar of `(name, mode, bytes)` entries, names written exactly as given.
 pub fn tar_gz(entries: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
@@ -115,17 +131,7 @@ impl FakeRelease {
     pub fn asset_bytes(&self, kind: ComponentKind, arch: DebArch) -> Vec<u8> {
         let p = |name: &str| elf_program(arch, name);
         match kind {
-            ComponentKind::Containerd => tar_gz(&[
-                ("bin/", 0o755, vec![]),
-                ("bin/containerd", 0o755, p("containerd")),
-                (
-                    "bin/containerd-shim-runc-v2",
-                    0o755,
-                    p("containerd-shim-runc-v2"),
-                ),
-                ("bin/containerd-stress", 0o755, p("containerd-stress")),
-                ("bin/ctr", 0o755, p("ctr")),
-            ]),
+            ComponentKind::Containerd => containerd_tar_gz(p),
             ComponentKind::Runc => p("runc"),
             ComponentKind::CniPlugins => {
                 let mut e = vec![("./", 0o755, vec![])];

@@ -263,16 +263,9 @@ pub fn run(args: Args) -> Result<()> {
 /// quickly; its encoder's memory does not depend on the content.
 fn flat_memory_row(exe: &Path, work: &Path) -> Result<Row> {
     use containerd_stack::stack::ComponentKind;
-    use testkit::upstream::{elf_program, tar_gz};
-    const MIB: usize = 1 << 20;
-    let mut block = vec![0u8; MIB];
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    for chunk in block.chunks_mut(8) {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-    }
+    use testkit::upstream::{containerd_tar_gz, elf_program};
+    let mut block = vec![0u8; 1 << 20];
+    fill_pseudo_random(&mut block, &mut 0x2545_f491_4f6c_dd1d);
     let mut peaks = Vec::new();
     for (tag, payload_mib) in [("small", 40), ("large", 160)] {
         let dir = work.join(format!("payload-{tag}"));
@@ -284,17 +277,7 @@ fn flat_memory_row(exe: &Path, work: &Path) -> Result<Row> {
             }
             bytes
         };
-        let containerd = tar_gz(&[
-            ("bin/", 0o755, vec![]),
-            ("bin/containerd", 0o755, program("containerd")),
-            (
-                "bin/containerd-shim-runc-v2",
-                0o755,
-                program("containerd-shim-runc-v2"),
-            ),
-            ("bin/containerd-stress", 0o755, program("containerd-stress")),
-            ("bin/ctr", 0o755, program("ctr")),
-        ]);
+        let containerd = containerd_tar_gz(program);
         release.put(ComponentKind::Containerd, DebArch::Amd64, &containerd);
         let stack = dir.join("stack.toml");
         std::fs::write(&stack, release.stack_toml(&ComponentKind::ALL))?;
@@ -594,12 +577,7 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     for i in 0..n {
         let mut payload = vec![0u8; 200 * 1024];
-        for chunk in payload.chunks_mut(8) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
-        }
+        fill_pseudo_random(&mut payload, &mut seed);
         let mut tree = FhsTree::default();
         tree.add_inline("usr/share/bench/payload", 0o644, payload)?;
         let control = format!(
@@ -628,6 +606,17 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
         out.push(path);
     }
     Ok(out)
+}
+
+/// Fills `buf` from an xorshift64 generator, advancing `seed`: incompressible bytes, the
+/// same on every run.
+fn fill_pseudo_random(buf: &mut [u8], seed: &mut u64) {
+    for chunk in buf.chunks_mut(8) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+    }
 }
 
 fn median(v: &[f64]) -> f64 {
