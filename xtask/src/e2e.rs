@@ -31,7 +31,7 @@ use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
 use crate::build_deb::repo_root;
-use crate::process::{self, check, last_lines, require_tool, text, Printer};
+use crate::process::{self, check, last_lines, text, Printer};
 use crate::realbin::{self, RealRelease};
 use crate::rootfs::Rootfs;
 
@@ -99,15 +99,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
-    let compression: Compression = args.compression.parse()?;
-    if compression == Compression::Zstd {
-        bail!("--compression zstd: bookworm's lintian reports zstd members as malformed-deb-archive; use gzip or xz");
-    }
-    for (tool, package) in TOOLS {
-        require_tool(tool, package)?;
-    }
-    let arch =
-        DebArch::host().context("this machine's architecture is not one the stack supports")?;
+    let (compression, arch) = crate::system::setup(&args.compression, TOOLS)?;
     let prefix = format!("{}{}", leftovers::PREFIX, std::process::id());
     let base = repo_root().join("target/e2e");
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;

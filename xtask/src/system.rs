@@ -36,6 +36,21 @@ const TOOLS: &[(&str, &str)] = &[
     ("debsig-verify", "debsig-verify"),
 ];
 
+/// What the system and e2e checks start with: `--compression` (one bookworm's lintian can
+/// read), every tool in `tools` present, and this machine's architecture.
+pub fn setup(compression: &str, tools: &[(&str, &str)]) -> Result<(Compression, DebArch)> {
+    let compression: Compression = compression.parse()?;
+    if compression == Compression::Zstd {
+        bail!("--compression zstd: bookworm's lintian reports zstd members as malformed-deb-archive; use gzip or xz");
+    }
+    for (tool, package) in tools {
+        require_tool(tool, package)?;
+    }
+    let arch =
+        DebArch::host().context("this machine's architecture is not one the stack supports")?;
+    Ok((compression, arch))
+}
+
 /// Where the package is copied to inside the chroot.
 const DEB_IN_CHROOT: &str = "/tmp/containerd-stack.deb";
 
@@ -48,15 +63,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
-    let compression: Compression = args.compression.parse()?;
-    if compression == Compression::Zstd {
-        bail!("--compression zstd: bookworm's lintian reports zstd members as malformed-deb-archive; use gzip or xz");
-    }
-    for (tool, package) in TOOLS {
-        require_tool(tool, package)?;
-    }
-    let arch =
-        DebArch::host().context("this machine's architecture is not one the stack supports")?;
+    let (compression, arch) = setup(&args.compression, TOOLS)?;
 
     let release = check("real-binary mirror", || {
         let r = realbin::prepare(arch)?;
