@@ -33,7 +33,7 @@ use testkit::Mirror;
 use crate::build_deb::repo_root;
 use crate::process::{self, check, last_lines, text, Printer};
 use crate::realbin::{self, RealRelease};
-use crate::rootfs::Rootfs;
+use crate::rootfs::{Rootfs, Suite};
 
 use self::nspawn::{Boot, Booted, Hook, Network};
 
@@ -182,7 +182,7 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
         // Both are mostly mmdebstrap waiting on the archive when they are not cached.
         let boot = std::thread::spawn(move || {
             let include: Vec<&str> = include.iter().map(String::as_str).collect();
-            Rootfs::cached(&include)
+            Rootfs::cached(Suite::Bookworm, &include)
         });
         let minbase = minbase_tgz();
         let boot = boot
@@ -990,7 +990,7 @@ impl Listener for WarningsOnly {
 /// piuparts' minimal base: Debian 12 minbase as a gzip tarball (piuparts reads no other),
 /// converted once from the cached mmdebstrap tarball.
 fn minbase_tgz() -> Result<PathBuf> {
-    let rootfs = Rootfs::cached(&[])?;
+    let rootfs = Rootfs::cached(Suite::Bookworm, &[])?;
     let tgz = rootfs.tarball.with_extension("tgz");
     if tgz.is_file() {
         return Ok(tgz);
@@ -1045,7 +1045,7 @@ fn piuparts(
         )
     })?;
     let mut cmd = Command::new("piuparts");
-    cmd.args(["-d", crate::rootfs::SUITE]);
+    cmd.args(["-d", Suite::Bookworm.codename()]);
     match extra_repo {
         // Without one, there is no earlier version to upgrade from.
         None => cmd.arg("--no-upgrade-test"),

@@ -1,5 +1,5 @@
-//! Debian 12 root filesystems to install the package into. [`Rootfs::cached`] makes a
-//! `mmdebstrap --variant=minbase` tarball once per package selection and keeps it under
+//! Debian root filesystems to install the package into. [`Rootfs::cached`] makes a
+//! `mmdebstrap --variant=minbase` tarball once per suite and package selection and keeps it under
 //! `target/rootfs/`; [`Rootfs::extract`] unpacks a private copy as a [`Chroot`] that runs
 //! commands with `chroot` and, when dropped, unmounts what was mounted in it and only then
 //! deletes it — a tree with a mount still inside is left alone rather than deleted through
@@ -15,7 +15,30 @@ use anyhow::{bail, Context, Result};
 use crate::build_deb::repo_root;
 use crate::process::{describe, last_lines, run, text};
 
-pub const SUITE: &str = "bookworm";
+/// A Debian release the tests install into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Suite {
+    /// Debian 12.
+    Bookworm,
+    /// Debian 13, stable since August 2025.
+    Trixie,
+}
+
+impl Suite {
+    /// The codename, as mmdebstrap, piuparts and apt name it.
+    pub fn codename(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "bookworm",
+            Suite::Trixie => "trixie",
+        }
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.codename())
+    }
+}
 
 /// The environment commands see inside a chroot: none of the caller's.
 const CHROOT_ENV: &[(&str, &str)] = &[
@@ -37,11 +60,12 @@ pub struct Rootfs {
 }
 
 impl Rootfs {
-    /// The minbase tarball of [`SUITE`] with `include` added, made with mmdebstrap on first
+    /// The minbase tarball of `suite` with `include` added, made with mmdebstrap on first
     /// use (about a minute, from Debian's archive) and reused after that.
-    pub fn cached(include: &[&str]) -> Result<Rootfs> {
+    pub fn cached(suite: Suite, include: &[&str]) -> Result<Rootfs> {
         let dir = repo_root().join("target/rootfs");
-        let tarball = dir.join(format!("{}.tar", cache_name(include)));
+        let name = cache_name(suite, include);
+        let tarball = dir.join(format!("{name}.tar"));
         if tarball.is_file() {
             return Ok(Rootfs {
                 tarball,
@@ -49,13 +73,9 @@ impl Rootfs {
             });
         }
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        remove_abandoned_partials(&dir, &cache_name(include));
+        remove_abandoned_partials(&dir, &name);
         // mmdebstrap picks the format by the extension: the partial file must end in .tar.
-        let partial = dir.join(format!(
-            ".{}.{}.partial.tar",
-            cache_name(include),
-            std::process::id()
-        ));
+        let partial = dir.join(format!(".{name}.{}.partial.tar", std::process::id()));
         let log = tarball.with_extension("log");
         let mut cmd = Command::new("mmdebstrap");
         cmd.arg("--variant=minbase");
@@ -65,7 +85,7 @@ impl Rootfs {
         if !include.is_empty() {
             cmd.arg(format!("--include={}", include.join(",")));
         }
-        cmd.arg(SUITE).arg(&partial).stdin(Stdio::null());
+        cmd.arg(suite.codename()).arg(&partial).stdin(Stdio::null());
         let start = Instant::now();
         let out = cmd
             .output()
@@ -142,16 +162,17 @@ fn remove_abandoned_partials(dir: &Path, name: &str) {
     }
 }
 
-/// The cache file's name: the selection sorted and deduplicated, hashed to keep it short.
-fn cache_name(include: &[&str]) -> String {
+/// The cache file's name: the suite, and the selection sorted and deduplicated, hashed to
+/// keep it short.
+fn cache_name(suite: Suite, include: &[&str]) -> String {
     let mut include: Vec<&str> = include.to_vec();
     include.sort_unstable();
     include.dedup();
     if include.is_empty() {
-        format!("{SUITE}-minbase")
+        format!("{suite}-minbase")
     } else {
         let hash = testkit::upstream::sha256_hex(include.join(",").as_bytes());
-        format!("{SUITE}-minbase-{}", &hash[..12])
+        format!("{suite}-minbase-{}", &hash[..12])
     }
 }
 
@@ -290,10 +311,12 @@ mod tests {
 
     #[test]
     fn cache_name_depends_on_the_selection_not_its_order() {
-        assert_eq!(cache_name(&[]), "bookworm-minbase");
-        let a = cache_name(&["systemd", "dbus", "systemd"]);
-        assert_eq!(a, cache_name(&["dbus", "systemd"]));
-        assert_ne!(a, cache_name(&["dbus"]));
+        let b = Suite::Bookworm;
+        assert_eq!(cache_name(b, &[]), "bookworm-minbase");
+        assert_eq!(cache_name(Suite::Trixie, &[]), "trixie-minbase");
+        let a = cache_name(b, &["systemd", "dbus", "systemd"]);
+        assert_eq!(a, cache_name(b, &["dbus", "systemd"]));
+        assert_ne!(a, cache_name(b, &["dbus"]));
         assert!(
             a.starts_with("bookworm-minbase-") && a.len() == "bookworm-minbase-".len() + 12,
             "{a}"

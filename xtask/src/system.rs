@@ -21,7 +21,7 @@ use testkit::Mirror;
 
 use crate::process::{self, check, require_tool, stdout, text, Printer};
 use crate::realbin::{self, RealRelease};
-use crate::rootfs::{Chroot, Rootfs};
+use crate::rootfs::{Chroot, Rootfs, Suite};
 
 /// Every program the checks run, with the Debian package that has it.
 const TOOLS: &[(&str, &str)] = &[
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> Result<()> {
     let include = dependencies(&deb.path)?;
     let rootfs = std::thread::spawn(move || {
         let include: Vec<&str> = include.iter().map(String::as_str).collect();
-        Rootfs::cached(&include)
+        Rootfs::cached(Suite::Bookworm, &include)
     });
 
     let judged = check("dpkg-deb", || dpkg_deb(&deb, &stack, &release, work.path()))
