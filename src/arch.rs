@@ -114,9 +114,11 @@ impl FromStr for DebArch {
                     .find(|a| a.go_arch() == s)
                     .map(|a| format!(" (the Debian name for Go's {s} is {a})"))
                     .unwrap_or_default();
-                Error::Usage(format!(
-                    "unknown architecture {s:?}: expected one of amd64, arm64, ppc64el, s390x, riscv64{hint}"
-                ))
+                Error::invalid(
+                    "architecture",
+                    s,
+                    format!("expected one of amd64, arm64, ppc64el, s390x, riscv64{hint}"),
+                )
             })
     }
 }

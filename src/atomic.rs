@@ -22,8 +22,10 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// A new, empty, nameless file in `dir`, with permissions `mode`.
     pub fn new_in(dir: &Path, mode: u32) -> Result<AtomicFile> {
-        let c_dir = CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| Error::Usage(format!("{}: path contains a NUL byte", dir.display())))?;
+        let c_dir = CString::new(dir.as_os_str().as_bytes()).map_err(|_| Error::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        })?;
         // SAFETY: a valid C string; the returned descriptor is owned by the File below.
         let fd = unsafe {
             libc::open(

@@ -92,6 +92,9 @@ pub struct PreparedPackage {
     pub extra: Vec<(String, String)>,
     #[serde(skip)]
     artifacts: Vec<Artifact>,
+    /// The hash of the templates used: part of the package's cache key.
+    #[serde(skip)]
+    templates: String,
     /// The cache key of the assets' analysis.
     #[serde(skip)]
     analysis_key: String,
@@ -197,12 +200,12 @@ fn for_each_arch<T: Send>(
     finish: impl Fn(Result<PreparedPackage>, u32) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     if opts.arches.is_empty() {
-        return Err(Error::Usage("no architecture to build".into()));
+        return Err(Error::NoArchitecture("build"));
     }
     let mut arches = opts.arches.clone();
     arches.sort();
     arches.dedup();
-    let renderer = Renderer::new()?;
+    let renderer = Renderer::with_dir(stack.package.templates.as_deref())?;
     let workers = (opts.threads.max(1) as usize).min(arches.len());
     let threads = (opts.threads / workers as u32).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -232,11 +235,9 @@ pub fn artifacts(stack: &Stack, arch: DebArch, listener: &dyn Listener) -> Resul
         match Artifact::for_component(c, arch) {
             Some(a) => out.push(a),
             None if c.kind.required() => {
-                return Err(Error::Pin {
-                    key: format!("components.{}.sha256.{arch}", c.kind),
-                    message: format!(
-                        "no sha256 is pinned for {arch}; refusing to fetch an unverified asset (run `cargo xtask lock --arch {arch}` or add the pin)"
-                    ),
+                return Err(Error::Unpinned {
+                    component: c.kind,
+                    arch,
                 })
             }
             None => listener.event(Event::Warning(format!(
@@ -375,6 +376,7 @@ fn prepare(
         scripts,
         extra,
         artifacts,
+        templates: renderer.fingerprint(),
         analysis_key,
         staging,
         staged,
@@ -517,6 +519,7 @@ fn write_package(
         scripts,
         extra,
         artifacts,
+        templates,
         analysis_key,
         staging,
         staged,
@@ -545,7 +548,12 @@ fn write_package(
         .as_ref()
         .map(|s| s.fingerprint())
         .unwrap_or_default();
-    let package_key = BuildCache::key(&[data_key.as_bytes(), &control_member, signer.as_bytes()]);
+    let package_key = BuildCache::key(&[
+        data_key.as_bytes(),
+        &control_member,
+        templates.as_bytes(),
+        signer.as_bytes(),
+    ]);
     fs::create_dir_all(&opts.out_dir).at(&opts.out_dir)?;
     let final_path = opts.out_dir.join(&file_name);
     let built = |reuse: Reuse, sha256: Sha256| -> Result<BuiltDeb> {

@@ -76,9 +76,11 @@ impl Fetcher {
         if let Some(m) = &opts.mirror {
             if !(m.starts_with("http://") || m.starts_with("https://") || m.starts_with("file://"))
             {
-                return Err(Error::Usage(format!(
-                    "--mirror {m}: expected an http://, https:// or file:// URL"
-                )));
+                return Err(Error::invalid(
+                    "mirror",
+                    m,
+                    "expected an http://, https:// or file:// URL",
+                ));
             }
         }
         let limits = Limits::default();
@@ -133,12 +135,9 @@ impl Fetcher {
         let source = match url.strip_prefix("file://") {
             Some(path) => Source::File(PathBuf::from(percent_decode(path))),
             None if self.opts.offline => {
-                return Err(Error::Fetch {
+                return Err(Error::Offline {
                     url,
-                    message: format!(
-                        "not in the cache {} and --offline forbids the network; run once without --offline or use a file:// mirror",
-                        self.opts.cache_dir.display()
-                    ),
+                    cache: self.opts.cache_dir.clone(),
                 })
             }
             None => Source::Http(url.clone()),
@@ -248,9 +247,10 @@ impl Fetcher {
                 .read_to_end(&mut body)
                 .at(&local)?;
         } else if self.opts.offline {
-            return Err(fail(
-                "--offline forbids the network and this file is never cached".into(),
-            ));
+            return Err(Error::Offline {
+                url,
+                cache: self.opts.cache_dir.clone(),
+            });
         } else {
             let mut last = None;
             for attempt in 0..self.limits.attempts.max(1) {
@@ -373,7 +373,7 @@ fn http_client(limits: &Limits) -> Result<reqwest::blocking::Client> {
         .timeout(limits.read_timeout)
         .redirect(reqwest::redirect::Policy::limited(10))
         .build()
-        .map_err(|e| Error::Usage(format!("cannot set up the HTTP client: {e}")))
+        .map_err(Error::HttpClient)
 }
 
 /// The sha256 of a file, streamed.

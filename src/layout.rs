@@ -76,9 +76,10 @@ impl FhsTree {
             }
             match self.entries.get(&dir) {
                 Some(Node::File(_)) => {
-                    return Err(Error::Usage(format!(
-                        "layout: {dir} is both a file and the directory of {path}"
-                    )))
+                    return Err(Error::Layout {
+                        path: dir.clone(),
+                        message: format!("is both a file and the directory of /{path}"),
+                    })
                 }
                 Some(Node::Dir) => {}
                 None => {
@@ -87,9 +88,10 @@ impl FhsTree {
             }
         }
         if self.entries.contains_key(path) {
-            return Err(Error::Usage(format!(
-                "layout: two files would be installed as /{path}"
-            )));
+            return Err(Error::Layout {
+                path: path.to_owned(),
+                message: "two files would be installed there".into(),
+            });
         }
         self.entries.insert(path.to_owned(), Node::File(node));
         Ok(())

@@ -3,6 +3,10 @@
 
 use std::sync::Mutex;
 
+/// How `build-deb --verbose` names its peak resident memory on its last line (the bench
+/// reads it).
+pub const PEAK_MEMORY: &str = "peak resident memory: ";
+
 /// Something worth telling the user while a build runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -7,13 +7,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use pgp::composed::{CleartextSignedMessage, Deserializable, SignedPublicKey};
+use pgp::composed::CleartextSignedMessage;
 use serde::Serialize;
 
 use crate::arch::DebArch;
 use crate::artifact::Artifact;
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::Fetcher;
+use crate::sign::Keyring;
 use crate::stack::{Component, ComponentKind, Sha256, Stack};
 
 /// Checksum files and keyrings are small; anything bigger is not one.
@@ -30,8 +31,8 @@ pub struct LockOptions {
     pub arches: Vec<DebArch>,
     /// `COMPONENT=VERSION` moves: the component's old pins are dropped.
     pub bumps: Vec<(ComponentKind, String)>,
-    /// runc's keyring (armoured or binary); `None` fetches [`runc_keyring_path`].
-    pub runc_keyring: Option<Vec<u8>>,
+    /// runc's keyring; `None` fetches [`runc_keyring_path`].
+    pub runc_keyring: Option<Keyring>,
 }
 
 /// One pin that differs between the manifest and upstream.
@@ -79,8 +80,8 @@ pub fn lock(text: &str, path: &Path, opts: &LockOptions, fetcher: &Fetcher) -> R
             .iter_mut()
             .find(|c| c.kind == *kind)
             .ok_or_else(|| {
-                Error::Usage(format!(
-                    "--bump {kind}={version}: stack.toml has no [components.{kind}]"
+                manifest_err(format!(
+                    "has no [components.{kind}] to move to version {version}"
                 ))
             })?;
         c.version = version.clone();
@@ -100,7 +101,7 @@ pub fn lock(text: &str, path: &Path, opts: &LockOptions, fetcher: &Fetcher) -> R
         opts.arches.clone()
     };
     if arches.is_empty() {
-        return Err(Error::Usage("no architecture to lock: pass --arch".into()));
+        return Err(Error::NoArchitecture("lock"));
     }
 
     let mut changes = Vec::new();
@@ -185,18 +186,24 @@ fn runc_signed_sums(
 ) -> Result<(String, String)> {
     let v = &component.version;
     let sums_path = format!("opencontainers/runc/releases/download/v{v}/runc.sha256sum");
+    let fetched;
     let keyring = match &opts.runc_keyring {
-        Some(k) => k.clone(),
-        None => fetcher.fetch_unpinned(&runc_keyring_path(v), MAX_SUMS_BYTES)?,
+        Some(k) => k,
+        None => {
+            let path = runc_keyring_path(v);
+            let bytes = fetcher.fetch_unpinned(&path, MAX_SUMS_BYTES)?;
+            fetched = Keyring::parse(&bytes, &path)?;
+            &fetched
+        }
     };
     let signed = fetcher.fetch_unpinned(&sums_path, MAX_SUMS_BYTES)?;
-    let text = verify_clearsigned(&signed, &keyring, "runc.sha256sum")?;
+    let text = verify_clearsigned(&signed, keyring, "runc.sha256sum")?;
     Ok((text, "runc.sha256sum".into()))
 }
 
 /// Checks a clear-signed message against every key (primary and subkeys) of `keyring` and
 /// returns the signed text; an error when no key made any of its signatures.
-pub fn verify_clearsigned(signed: &[u8], keyring: &[u8], shown: &str) -> Result<String> {
+pub fn verify_clearsigned(signed: &[u8], keyring: &Keyring, shown: &str) -> Result<String> {
     let bad = |message: String| Error::Binary {
         file: shown.to_owned(),
         message,
@@ -212,11 +219,14 @@ pub fn verify_clearsigned(signed: &[u8], keyring: &[u8], shown: &str) -> Result<
     }
     let (msg, _) = CleartextSignedMessage::from_string(text)
         .map_err(|e| bad(format!("cannot parse the clear-signed message: {e}")))?;
-    let keys = parse_keyring(keyring)?;
+    let keys = keyring.keys();
     if keys.is_empty() {
-        return Err(bad("the keyring holds no public key".into()));
+        return Err(bad(format!(
+            "the keyring {} holds no public key",
+            keyring.shown()
+        )));
     }
-    for key in &keys {
+    for key in keys {
         if msg.verify(&key.primary_key).is_ok() {
             return Ok(msg.signed_text().replace("\r\n", "\n"));
         }
@@ -230,39 +240,6 @@ pub fn verify_clearsigned(signed: &[u8], keyring: &[u8], shown: &str) -> Result<
         "no valid signature by any of the {} keys in the keyring; the file may have been tampered with",
         keys.len()
     )))
-}
-
-/// Every public key in a keyring: armoured blocks (with any text around them, as runc's
-/// `runc.keyring` has) or binary packets.
-pub fn parse_keyring(bytes: &[u8]) -> Result<Vec<SignedPublicKey>> {
-    const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
-    const END: &str = "-----END PGP PUBLIC KEY BLOCK-----";
-    let bad =
-        |e: pgp::errors::Error| Error::Usage(format!("keyring: cannot parse a public key: {e}"));
-    let mut keys = Vec::new();
-    match std::str::from_utf8(bytes) {
-        Ok(text) if text.contains(BEGIN) => {
-            let mut rest = text;
-            while let Some(start) = rest.find(BEGIN) {
-                let end = rest[start..]
-                    .find(END)
-                    .map(|e| start + e + END.len())
-                    .ok_or_else(|| {
-                        Error::Usage("keyring: an armoured key block is not terminated".into())
-                    })?;
-                let (key, _) = SignedPublicKey::from_armor_single(&rest.as_bytes()[start..end])
-                    .map_err(bad)?;
-                keys.push(key);
-                rest = &rest[end..];
-            }
-        }
-        _ => {
-            for key in SignedPublicKey::from_bytes_many(bytes).map_err(bad)? {
-                keys.push(key.map_err(bad)?);
-            }
-        }
-    }
-    Ok(keys)
 }
 
 /// The sha256 for `file_name` in a checksum file: a `hash  name` line (`*name` for binary
@@ -368,7 +345,7 @@ mod tests {
     fn unsigned_text_is_refused() {
         let e = verify_clearsigned(
             format!("{H}  runc.amd64\n").as_bytes(),
-            b"",
+            &Keyring::parse(b"", "empty.gpg").unwrap(),
             "runc.sha256sum",
         )
         .unwrap_err();

@@ -1,11 +1,17 @@
 //! Renders `debian-templates/` with handlebars in strict mode: a variable the context does
-//! not have is an error, never an empty string. The templates are compiled in, so a built
-//! tool does not depend on the source tree.
+//! not have is an error naming it, never an empty string. The templates are compiled in as
+//! the defaults, so an installed tool needs no source tree; a directory of a team's own
+//! (`--templates`, or `[package] templates` in stack.toml) replaces them file by file, and
+//! is read at run time, so editing one costs no rebuild. Any template can be included in
+//! another as a partial (`{{> config-edit.sh}}`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// Every template, by the name of its file in `debian-templates/` (without `.hbs`).
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -44,30 +50,88 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../debian-templates/templates.hbs"),
     ),
     ("triggers", include_str!("../debian-templates/triggers.hbs")),
+    (
+        "config-edit.sh",
+        include_str!("../debian-templates/config-edit.sh.hbs"),
+    ),
+    (
+        "generated-config.sh",
+        include_str!("../debian-templates/generated-config.sh.hbs"),
+    ),
 ];
+
+/// Where a template's text came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    BuiltIn,
+    File(PathBuf),
+}
 
 pub struct Renderer {
     hb: Handlebars<'static>,
+    /// Every template's origin and text, by name: what [`Renderer::fingerprint`] hashes.
+    sources: BTreeMap<&'static str, (Origin, String)>,
 }
 
 impl Renderer {
+    /// The built-in templates.
     pub fn new() -> Result<Renderer> {
+        Renderer::with_dir(None)
+    }
+
+    /// The templates of `dir` where it has them (`<name>.hbs`), the built-in ones for the
+    /// rest. A `.hbs` file there that is no template's name is an error: a misspelt file
+    /// would otherwise be ignored without a word.
+    pub fn with_dir(dir: Option<&Path>) -> Result<Renderer> {
+        let mut sources = BTreeMap::new();
+        for (name, text) in TEMPLATES {
+            sources.insert(*name, (Origin::BuiltIn, (*text).to_owned()));
+        }
+        if let Some(dir) = dir {
+            for entry in std::fs::read_dir(dir).at(dir)? {
+                let path = entry.at(dir)?.path();
+                let Some(file) = path.file_name().and_then(|f| f.to_str()) else {
+                    continue;
+                };
+                let Some(stem) = file.strip_suffix(".hbs") else {
+                    continue;
+                };
+                let Some(slot) = sources.get_mut(stem) else {
+                    return Err(Error::Template {
+                        template: path.display().to_string(),
+                        message: format!(
+                            "not a template this tool renders (expected one of: {})",
+                            TEMPLATES
+                                .iter()
+                                .map(|(n, _)| format!("{n}.hbs"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    });
+                };
+                let text = std::fs::read_to_string(&path).at(&path)?;
+                *slot = (Origin::File(path), text);
+            }
+        }
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
-        for (name, text) in TEMPLATES {
-            hb.register_template_string(name, *text)
+        for (name, (origin, text)) in &sources {
+            hb.register_template_string(name, text)
                 .map_err(|e| Error::Template {
-                    template: format!("{name}.hbs"),
+                    template: shown(name, origin),
                     message: one_line(&e.to_string()),
                 })?;
         }
-        Ok(Renderer { hb })
+        Ok(Renderer { hb, sources })
     }
 
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String> {
         self.hb.render(name, ctx).map_err(|e| Error::Template {
-            template: format!("{name}.hbs"),
+            template: match self.sources.get(name) {
+                Some((origin, _)) => shown(name, origin),
+                None => format!("{name}.hbs"),
+            },
             message: one_line(&e.to_string()),
         })
     }
@@ -76,17 +140,30 @@ impl Renderer {
         self.hb.has_template(name)
     }
 
-    /// A hash of every template's text, for build caches keyed by their inputs.
-    pub fn fingerprint() -> String {
+    /// Where the template `name` came from.
+    pub fn origin(&self, name: &str) -> Option<&Origin> {
+        self.sources.get(name).map(|(o, _)| o)
+    }
+
+    /// A hash of the text of every template in use, for build caches keyed by their inputs.
+    pub fn fingerprint(&self) -> String {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
-        for (name, text) in TEMPLATES {
+        for (name, (_, text)) in &self.sources {
             h.update(name.as_bytes());
             h.update([0]);
             h.update(text.as_bytes());
             h.update([0]);
         }
         hex::encode(h.finalize())
+    }
+}
+
+/// How errors name a template: its file, or its built-in name.
+fn shown(name: &str, origin: &Origin) -> String {
+    match origin {
+        Origin::BuiltIn => format!("{name}.hbs"),
+        Origin::File(path) => path.display().to_string(),
     }
 }
 
@@ -138,6 +215,49 @@ mod tests {
         assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(rfc2822(1_798_360_394), "Sun, 27 Dec 2026 08:33:14 +0000");
+    }
+
+    #[test]
+    fn a_directory_replaces_templates_file_by_file() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(dir.path().join("crictl.yaml.hbs"), "endpoint {{package}}\n").unwrap();
+        std::fs::write(dir.path().join("README"), "not a template").unwrap();
+        let r = Renderer::with_dir(Some(dir.path())).unwrap();
+        let ctx = serde_json::json!({ "package": "p" });
+        assert_eq!(r.render("crictl.yaml", &ctx).unwrap(), "endpoint p\n");
+        let own = dir.path().join("crictl.yaml.hbs");
+        assert_eq!(r.origin("crictl.yaml"), Some(&Origin::File(own)));
+        assert_eq!(r.origin("postinst"), Some(&Origin::BuiltIn));
+        assert_ne!(r.fingerprint(), Renderer::new().unwrap().fingerprint());
+    }
+
+    #[test]
+    fn a_missing_variable_in_a_team_template_is_named() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("crictl.yaml.hbs");
+        std::fs::write(&path, "{{package}} {{socket_path}}\n").unwrap();
+        let r = Renderer::with_dir(Some(dir.path())).unwrap();
+        let e = r
+            .render("crictl.yaml", &serde_json::json!({ "package": "p" }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("template {}:", path.display())),
+            "{e}"
+        );
+        assert!(e.contains("socket_path"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_template_file_is_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(dir.path().join("postinstt.hbs"), "#!/bin/sh\n").unwrap();
+        let e = Renderer::with_dir(Some(dir.path()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("postinstt.hbs"), "{e}");
+        assert!(e.contains("not a template this tool renders"), "{e}");
     }
 
     #[test]

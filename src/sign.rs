@@ -38,8 +38,62 @@ pub struct GeneratedKey {
     pub fingerprint: String,
 }
 
-fn pgp_err(what: &str) -> impl Fn(pgp::errors::Error) -> Error + '_ {
-    move |e| Error::Usage(format!("{what}: {e}"))
+/// Public keys read from a keyring file (binary or armoured, with any text around the
+/// armoured blocks, as runc's `runc.keyring` has), with where they came from.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    keys: Vec<SignedPublicKey>,
+    shown: String,
+}
+
+impl Keyring {
+    /// Parses `bytes`; `shown` (a path or URL) names the keyring in errors.
+    pub fn parse(bytes: &[u8], shown: impl std::fmt::Display) -> Result<Keyring> {
+        const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+        const END: &str = "-----END PGP PUBLIC KEY BLOCK-----";
+        let shown = shown.to_string();
+        let what = || format!("{shown}: cannot parse a public key");
+        let mut keys = Vec::new();
+        match std::str::from_utf8(bytes) {
+            Ok(text) if text.contains(BEGIN) => {
+                let mut rest = text;
+                while let Some(start) = rest.find(BEGIN) {
+                    let end = rest[start..]
+                        .find(END)
+                        .map(|e| start + e + END.len())
+                        .ok_or_else(|| Error::Key {
+                            path: shown.clone().into(),
+                            message: "an armoured key block is not terminated".into(),
+                        })?;
+                    let (key, _) = SignedPublicKey::from_armor_single(&rest.as_bytes()[start..end])
+                        .map_err(Error::pgp(what()))?;
+                    keys.push(key);
+                    rest = &rest[end..];
+                }
+            }
+            _ => {
+                for key in SignedPublicKey::from_bytes_many(bytes).map_err(Error::pgp(what()))? {
+                    keys.push(key.map_err(Error::pgp(what()))?);
+                }
+            }
+        }
+        Ok(Keyring { keys, shown })
+    }
+
+    /// Reads and parses the keyring file `path`.
+    pub fn load(path: &Path) -> Result<Keyring> {
+        use crate::error::IoContext;
+        Keyring::parse(&std::fs::read(path).at(path)?, path.display())
+    }
+
+    pub fn keys(&self) -> &[SignedPublicKey] {
+        &self.keys
+    }
+
+    /// The path or URL it was read from.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
 }
 
 /// Generates a v4 signing key; `created` is its creation time (Unix seconds).
@@ -71,20 +125,20 @@ pub fn generate(
     }
     let key = params
         .build()
-        .map_err(|e| Error::Usage(format!("key parameters: {e}")))?
+        .map_err(|e| Error::invalid("key parameters", uid, e.to_string()))?
         .generate(&mut rng)
-        .map_err(pgp_err("key generation"))?;
+        .map_err(Error::pgp("key generation"))?;
     let public = key.to_public_key();
     Ok(GeneratedKey {
         secret_armored: key
             .to_armored_string(ArmorOptions::default())
-            .map_err(pgp_err("armouring the secret key"))?,
+            .map_err(Error::pgp("armouring the secret key"))?,
         public_binary: public
             .to_bytes()
-            .map_err(pgp_err("serialising the public key"))?,
+            .map_err(Error::pgp("serialising the public key"))?,
         public_armored: public
             .to_armored_string(ArmorOptions::default())
-            .map_err(pgp_err("armouring the public key"))?,
+            .map_err(Error::pgp("armouring the public key"))?,
         fingerprint: hex::encode_upper(key.fingerprint().as_bytes()),
     })
 }
@@ -108,9 +162,8 @@ impl Signer {
     /// Loads an armoured (or binary) secret key. `at` is the time the key will sign at: an
     /// expired key is refused. Errors name the file and never contain key material.
     pub fn load(bytes: &[u8], passphrase: Option<&str>, shown: &Path, at: u64) -> Result<Signer> {
-        let shown = shown.display().to_string();
-        let bad = |message: String| Error::Manifest {
-            path: shown.clone().into(),
+        let bad = |message: String| Error::Key {
+            path: shown.to_owned(),
             message,
         };
         let parsed =
@@ -164,7 +217,9 @@ impl Signer {
         // Unlocking proves the passphrase now, rather than at the first signature.
         let locked = || match passphrase {
             Some(_) => bad("wrong passphrase".into()),
-            None => bad("the key is protected by a passphrase: pass --sign-passphrase-file".into()),
+            None => Error::Passphrase {
+                path: shown.to_owned(),
+            },
         };
         key.primary_key
             .unlock(&password, |_, _| Ok(()))
@@ -173,7 +228,7 @@ impl Signer {
         Ok(Signer {
             key,
             password,
-            shown,
+            shown: shown.display().to_string(),
         })
     }
 
@@ -194,12 +249,6 @@ impl Signer {
         hex::encode_upper(self.key.fingerprint().as_bytes())
     }
 
-    /// The last 16 hex digits of the fingerprint, as debsig-verify names its directories.
-    pub fn key_id(&self) -> String {
-        let f = self.fingerprint();
-        f[f.len() - 16..].to_owned()
-    }
-
     pub fn public_key(&self) -> SignedPublicKey {
         self.key.to_public_key()
     }
@@ -209,10 +258,15 @@ impl Signer {
         // SOURCE_DATE_EPOCH before the key existed is signed at the key's creation instead,
         // which is still the same for every build with that key.
         let time = time.max(u64::from(self.key.primary_key.created_at().as_secs()));
-        let time = u32::try_from(time)
-            .map_err(|_| Error::Usage(format!("signature time {time} is out of range")))?;
+        let time = u32::try_from(time).map_err(|_| {
+            Error::invalid(
+                "signature time",
+                time.to_string(),
+                "must be before 2106 (a 32-bit Unix time)",
+            )
+        })?;
         let mut config = SignatureConfig::v4(typ, self.key.algorithm(), HashAlgorithm::Sha512);
-        let sub = |d| Subpacket::regular(d).map_err(pgp_err("signature subpacket"));
+        let sub = |d| Subpacket::regular(d).map_err(Error::pgp("signature subpacket"));
         config.hashed_subpackets = vec![
             sub(SubpacketData::SignatureCreationTime(Timestamp::from_secs(
                 time,
@@ -262,9 +316,9 @@ impl Signer {
                 })
                 .collect()
         })
-        .map_err(pgp_err("clear-signing"))?;
+        .map_err(Error::pgp("clear-signing"))?;
         msg.to_armored_string(ArmorOptions::default())
-            .map_err(pgp_err("armouring"))
+            .map_err(Error::pgp("armouring"))
     }
 
     /// Detached signatures by every signer over `data`, in one ASCII-armoured block (apt's
@@ -289,12 +343,12 @@ impl Signer {
             None,
             true,
         )
-        .map_err(pgp_err("armouring the signatures"))?;
+        .map_err(Error::pgp("armouring the signatures"))?;
         Ok(String::from_utf8(out).expect("armour is ASCII"))
     }
 
     fn err(&self, e: pgp::errors::Error) -> Error {
-        Error::Usage(format!("{}: signing failed: {e}", self.shown))
+        Error::pgp(format!("{}: signing failed", self.shown))(e)
     }
 }
 
@@ -304,7 +358,7 @@ pub fn public_keyring(signers: &[&Signer]) -> Result<(Vec<u8>, String)> {
     let keys: Vec<SignedPublicKey> = signers.iter().map(|s| s.public_key()).collect();
     let binary = keys
         .to_bytes()
-        .map_err(pgp_err("serialising the public keys"))?;
+        .map_err(Error::pgp("serialising the public keys"))?;
     let mut armored = Vec::new();
     pgp::armor::write(
         &keys,
@@ -313,7 +367,7 @@ pub fn public_keyring(signers: &[&Signer]) -> Result<(Vec<u8>, String)> {
         None,
         true,
     )
-    .map_err(pgp_err("armouring the public keys"))?;
+    .map_err(Error::pgp("armouring the public keys"))?;
     Ok((binary, String::from_utf8(armored).expect("armour is ASCII")))
 }
 
@@ -323,12 +377,19 @@ pub fn public_key_of(bytes: &[u8], shown: &Path) -> Result<(SignedPublicKey, Str
     let key = if text.contains("BEGIN PGP PRIVATE KEY BLOCK") {
         SignedSecretKey::from_armor_single(bytes)
             .map(|(k, _)| k.to_public_key())
-            .map_err(|e| Error::Usage(format!("{}: not an OpenPGP key: {e}", shown.display())))?
+            .map_err(Error::pgp(format!(
+                "{}: not an OpenPGP key",
+                shown.display()
+            )))?
     } else {
-        crate::lock::parse_keyring(bytes)?
+        Keyring::parse(bytes, shown.display())?
+            .keys
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Usage(format!("{}: holds no OpenPGP key", shown.display())))?
+            .ok_or_else(|| Error::Key {
+                path: shown.to_owned(),
+                message: "holds no OpenPGP key".into(),
+            })?
     };
     let fingerprint = hex::encode_upper(key.fingerprint().as_bytes());
     Ok((key, fingerprint))
@@ -357,7 +418,7 @@ pub fn debsig_files(key: &SignedPublicKey, origin: &str) -> Result<Vec<(String, 
     );
     let keyring = key
         .to_bytes()
-        .map_err(pgp_err("serialising the public key"))?;
+        .map_err(Error::pgp("serialising the public key"))?;
     Ok(vec![
         (
             format!("etc/debsig/policies/{id}/{origin}.pol"),
@@ -371,20 +432,27 @@ pub fn debsig_files(key: &SignedPublicKey, origin: &str) -> Result<Vec<(String, 
 }
 
 /// Checks a binary or armoured detached signature over `data` against every key (primary
-/// and subkeys) of `keyring`.
-pub fn verify_detached(signature: &[u8], data: impl Read, keyring: &[u8]) -> Result<String> {
-    let keys = crate::lock::parse_keyring(keyring)?;
+/// and subkeys) of `keyring`; `what` names the signature in errors (a file, or a member of
+/// one). Returns the fingerprint of the key that made it.
+pub fn verify_detached(
+    signature: &[u8],
+    data: impl Read,
+    keyring: &Keyring,
+    what: &str,
+) -> Result<String> {
     let sig = if signature.starts_with(b"-----BEGIN") {
         DetachedSignature::from_armor_single(signature).map(|(s, _)| s)
     } else {
         DetachedSignature::from_bytes(signature)
     }
-    .map_err(|e| Error::Usage(format!("not an OpenPGP signature: {e}")))?;
+    .map_err(Error::pgp(format!("{what}: not an OpenPGP signature")))?;
     let mut bytes = Vec::new();
     let mut data = data;
-    data.read_to_end(&mut bytes)
-        .map_err(|e| Error::Usage(format!("reading signed data: {e}")))?;
-    for key in &keys {
+    data.read_to_end(&mut bytes).map_err(|source| Error::Io {
+        path: what.into(),
+        source,
+    })?;
+    for key in &keyring.keys {
         if sig.verify(&key.primary_key, &bytes).is_ok() {
             return Ok(hex::encode_upper(key.fingerprint().as_bytes()));
         }
@@ -395,10 +463,14 @@ pub fn verify_detached(signature: &[u8], data: impl Read, keyring: &[u8]) -> Res
             }
         }
     }
-    Err(Error::Usage(format!(
-        "BAD signature: made by none of the {} key(s) in the keyring, or the data changed",
-        keys.len()
-    )))
+    Err(Error::Signature {
+        what: what.to_owned(),
+        message: format!(
+            "BAD signature: made by none of the {} key(s) in {}, or the data changed",
+            keyring.keys.len(),
+            keyring.shown
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -433,11 +505,16 @@ mod tests {
         let a = s.detached(&b"hello"[..], 1_750_000_000).unwrap();
         let b = s.detached(&b"hello"[..], 1_750_000_000).unwrap();
         assert_eq!(a, b, "same key, data and time must give the same signature");
+        let keyring = Keyring::parse(&k.public_binary, "k.gpg").unwrap();
         assert_eq!(
-            verify_detached(&a, &b"hello"[..], &k.public_binary).unwrap(),
+            verify_detached(&a, &b"hello"[..], &keyring, "sig").unwrap(),
             k.fingerprint
         );
-        assert!(verify_detached(&a, &b"hellO"[..], &k.public_binary).is_err());
+        let e = verify_detached(&a, &b"hellO"[..], &keyring, "sig").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sig: BAD signature: made by none of the 1 key(s) in k.gpg, or the data changed"
+        );
         let other = generate(
             "Other <o@example.org>",
             KeyAlgorithm::Ed25519,
@@ -445,7 +522,8 @@ mod tests {
             1_700_000_000,
         )
         .unwrap();
-        assert!(verify_detached(&a, &b"hello"[..], other.public_armored.as_bytes()).is_err());
+        let other = Keyring::parse(other.public_armored.as_bytes(), "other.asc").unwrap();
+        assert!(verify_detached(&a, &b"hello"[..], &other, "sig").is_err());
     }
 
     #[test]
@@ -514,9 +592,9 @@ mod tests {
             Signer::clearsign(&[&sa, &sb], "Origin: x\nSuite: stable\n", 1_750_000_000).unwrap();
         assert!(signed.starts_with("-----BEGIN PGP SIGNED MESSAGE-----\n"));
         for k in [&a, &b] {
+            let keyring = Keyring::parse(&k.public_binary, "k.gpg").unwrap();
             let text =
-                crate::lock::verify_clearsigned(signed.as_bytes(), &k.public_binary, "InRelease")
-                    .unwrap();
+                crate::lock::verify_clearsigned(signed.as_bytes(), &keyring, "InRelease").unwrap();
             assert_eq!(text, "Origin: x\nSuite: stable\n");
         }
     }

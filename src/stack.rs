@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 use crate::arch::DebArch;
 use crate::error::{Error, IoContext, Result};
 
+/// The stack this tool was released with: today's pins, with comments. `init` writes it,
+/// `--version` names its versions.
+pub const DEFAULT_STACK: &str = include_str!("../stack.toml");
+
 /// The four upstream projects a stack is made of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(into = "&'static str")]
@@ -95,6 +99,9 @@ pub struct PackageMeta {
     pub name: String,
     pub revision: String,
     pub maintainer: String,
+    /// `[package] templates`: a directory of templates used in place of the built-in ones,
+    /// resolved against the manifest's own directory.
+    pub templates: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +134,11 @@ impl Stack {
             message: describe_toml_error(text, &e),
         })?;
         raw.validate(origin)
+    }
+
+    /// [`DEFAULT_STACK`], parsed.
+    pub fn default_stack() -> Stack {
+        Stack::parse(DEFAULT_STACK, Path::new("stack.toml")).expect("the built-in stack is valid")
     }
 
     pub fn component(&self, kind: ComponentKind) -> Option<&Component> {
@@ -174,6 +186,7 @@ struct RawPackage {
     name: String,
     revision: String,
     maintainer: String,
+    templates: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -316,6 +329,10 @@ impl RawStack {
                 name: p.name,
                 revision: p.revision,
                 maintainer: p.maintainer,
+                templates: p.templates.map(|t| {
+                    let base = origin.parent().unwrap_or(Path::new(""));
+                    base.join(t)
+                }),
             },
             components,
             settings: Settings {
@@ -481,7 +498,7 @@ cni_bin_dir = "/opt/cni//bin/"
             (
                 "arm64 = \"6333",
                 "ppc64le = \"6333",
-                "components.runc.sha256.ppc64le: unknown architecture",
+                "components.runc.sha256.ppc64le: architecture \"ppc64le\": expected one of",
             ),
             ("revision = \"1\"", "revision = \"1-2\"", "package.revision"),
             (

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::deb::read::{check_layout, read_deb};
 use crate::error::{Error, IoContext, Result};
+use crate::sign::Keyring;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
@@ -32,7 +33,7 @@ pub struct Report {
     pub signature: Signature,
 }
 
-pub fn verify_deb(path: &Path, keyring: Option<&[u8]>) -> Result<Report> {
+pub fn verify_deb(path: &Path, keyring: Option<&Keyring>) -> Result<Report> {
     let shown = path.display().to_string();
     let bad = |entry: &str, message: String| Error::Archive {
         archive: shown.clone(),
@@ -117,8 +118,8 @@ pub fn verify_deb(path: &Path, keyring: Option<&[u8]>) -> Result<Report> {
         (true, None) => Signature::Unchecked,
         (true, Some(keyring)) => {
             let (signed, sig) = signed_members(path)?;
-            let fingerprint = crate::sign::verify_detached(&sig, &signed[..], keyring)
-                .map_err(|e| bad("_gpgorigin", e.to_string()))?;
+            let what = format!("{}: entry _gpgorigin", path.display());
+            let fingerprint = crate::sign::verify_detached(&sig, &signed[..], keyring, &what)?;
             Signature::Valid { fingerprint }
         }
     };

@@ -1,4 +1,4 @@
-//! The install-time half of the package: the config editor in the rendered postinst, run
+//! The install-time half of the package: the config editor the postinst includes, run
 //! with `sh` on the real `containerd config default` output of each containerd release line
 //! (tests/fixtures/containerd-config), must put the cgroup driver, the sandbox image and
 //! the CNI plugin directory in the tables of that output's schema and change nothing else;
@@ -75,16 +75,14 @@ fn render(name: &str) -> String {
     render_template(&stack(), DebArch::Amd64, &tree(), name).unwrap()
 }
 
-/// The self-contained `config_edit` block of the rendered postinst.
+/// The config editor, the postinst's partial, rendered on its own.
 fn editor() -> String {
-    let postinst = render("postinst");
-    let start = postinst
-        .find("# BEGIN config_edit\n")
-        .expect("postinst has a '# BEGIN config_edit' line");
-    let end = postinst
-        .find("# END config_edit\n")
-        .expect("postinst has an '# END config_edit' line");
-    postinst[start..end].to_owned()
+    let editor = render("config-edit.sh");
+    assert!(
+        render("postinst").contains(&editor),
+        "the postinst does not include config-edit.sh"
+    );
+    editor
 }
 
 /// Runs `script` with `sh`, the editor sourced first, `args` as `$1…`, and the awk

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use containerd_stack::fetch::{FetchOptions, Fetcher};
 use containerd_stack::lock::{lock, LockOptions};
+use containerd_stack::sign::Keyring;
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{DebArch, Stack};
 use tempfile::TempDir;
@@ -160,7 +161,7 @@ fn runc_checksums_signed_by_another_key_are_refused() {
     let stranger = openpgp::test_key("someone else <x@example.org>");
     let keyring = openpgp::keyring(&[&stranger]);
     let mut o = opts(ARCHES);
-    o.runc_keyring = Some(keyring.into_bytes());
+    o.runc_keyring = Some(Keyring::parse(keyring.as_bytes(), "stranger.asc").unwrap());
     let err = lock(&unpinned(&f), Path::new("stack.toml"), &o, &f.fetcher)
         .unwrap_err()
         .to_string();

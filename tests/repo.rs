@@ -307,8 +307,10 @@ enum Seen {
 
 fn seen_like_apt(repo: &Path, keyring: &[u8]) -> Result<Seen, String> {
     let suite = repo.join("dists/stable");
+    let keyring =
+        containerd_stack::sign::Keyring::parse(keyring, "keyring").map_err(|e| e.to_string())?;
     let text = match fs::read(suite.join("InRelease")) {
-        Ok(signed) => containerd_stack::lock::verify_clearsigned(&signed, keyring, "InRelease")
+        Ok(signed) => containerd_stack::lock::verify_clearsigned(&signed, &keyring, "InRelease")
             .map_err(|e| e.to_string())?,
         Err(_) => match (
             fs::read(suite.join("Release")),
@@ -317,7 +319,7 @@ fn seen_like_apt(repo: &Path, keyring: &[u8]) -> Result<Seen, String> {
             (Err(_), _) => return Ok(Seen::Absent),
             (Ok(_), Err(_)) => return Ok(Seen::Unsigned),
             (Ok(r), Ok(sig)) => {
-                containerd_stack::sign::verify_detached(&sig, &r[..], keyring)
+                containerd_stack::sign::verify_detached(&sig, &r[..], &keyring, "Release.gpg")
                     .map_err(|e| e.to_string())?;
                 String::from_utf8(r).unwrap()
             }

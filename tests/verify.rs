@@ -7,6 +7,7 @@ use containerd_stack::deb::compress::Compression;
 use containerd_stack::deb::read::read_deb;
 use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::Quiet;
+use containerd_stack::sign::Keyring;
 use containerd_stack::sign::{generate, GeneratedKey, KeyAlgorithm, Signer};
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::verify::{verify_deb, Signature};
@@ -18,7 +19,7 @@ use testkit::{FakeRelease, Mirror};
 struct Signed {
     dir: TempDir,
     deb: PathBuf,
-    keyring: Vec<u8>,
+    keyring: Keyring,
     fingerprint: String,
 }
 
@@ -67,13 +68,13 @@ fn signed_deb_with(key: GeneratedKey) -> Signed {
     Signed {
         dir,
         deb,
-        keyring: key.public_binary,
+        keyring: Keyring::parse(&key.public_binary, "signing-key.gpg").unwrap(),
         fingerprint: key.fingerprint,
     }
 }
 
 fn one_line(r: Result<impl std::fmt::Debug, containerd_stack::Error>) -> String {
-    let e = r.unwrap_err().to_string();
+    let e = containerd_stack::error::report(&r.unwrap_err());
     assert!(!e.contains('\n'), "{e}");
     e
 }
@@ -152,7 +153,10 @@ fn signature_by_another_key_is_bad() {
         1_700_000_000,
     )
     .unwrap();
-    let e = one_line(verify_deb(&s.deb, Some(&other.public_binary)));
+    let e = one_line(verify_deb(
+        &s.deb,
+        Some(&Keyring::parse(&other.public_binary, "other.gpg").unwrap()),
+    ));
     assert!(
         e.starts_with(&format!(
             "{}: entry _gpgorigin: BAD signature",

@@ -63,10 +63,11 @@ impl Compression {
         if (min..=max).contains(&level) {
             Ok(level)
         } else {
-            Err(Error::Usage(format!(
-                "--level {level}: {} takes {min} to {max}",
-                self.extension()
-            )))
+            Err(Error::invalid(
+                "compression level",
+                level.to_string(),
+                format!("{} takes {min} to {max}", self.extension()),
+            ))
         }
     }
 
@@ -118,9 +119,11 @@ impl FromStr for Compression {
             "xz" => Ok(Compression::Xz),
             "zstd" => Ok(Compression::Zstd),
             "gzip" => Ok(Compression::Gzip),
-            other => Err(Error::Usage(format!(
-                "--compression {other}: expected xz, zstd or gzip"
-            ))),
+            other => Err(Error::invalid(
+                "compression",
+                other,
+                "expected xz, zstd or gzip",
+            )),
         }
     }
 }

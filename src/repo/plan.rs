@@ -202,66 +202,52 @@ pub fn plan(
     let root = &current.root;
     let suite_dir = format!("dists/{}", opts.suite);
     let at = |rel: &str| root.join(rel);
-    for (flag, value) in [("--suite", &opts.suite), ("--component", &opts.component)]
+    for (what, value) in [("suite", &opts.suite), ("component", &opts.component)]
         .into_iter()
-        .chain(opts.codename.as_ref().map(|c| ("--codename", c)))
+        .chain(opts.codename.as_ref().map(|c| ("codename", c)))
     {
-        check_name(flag, value)?;
+        check_name(what, value)?;
     }
     if signers.is_empty() {
-        return Err(Error::Usage(
-            "no signing key: apt refuses an unsigned repository; pass --sign-key".into(),
-        ));
+        return Err(Error::NoSigningKey);
     }
     if opts.keep == Some(0) {
-        return Err(Error::Usage(
-            "--keep 0 would empty the index; keep at least 1 version".into(),
+        return Err(Error::invalid(
+            "versions to keep",
+            "0",
+            "would empty the index; keep at least 1 version",
         ));
     }
     let live = current.release.as_ref();
     if live.is_none() && debs.is_empty() {
-        return Err(Error::Usage(format!(
-            "{}: no repository there yet and no package given: nothing to publish",
-            root.display()
-        )));
+        return Err(Error::Repo {
+            path: root.clone(),
+            message: "no repository there yet and no package given: nothing to publish".into(),
+        });
     }
 
     // Changing these makes every client's `apt-get update` fail until the user runs it with
     // --allow-releaseinfo-change, so they are kept unless explicitly changed.
     let release_path = at(&format!("{suite_dir}/Release"));
-    let pick = |flag: &str,
-                field: &str,
-                given: &Option<String>,
-                old: Option<&String>,
-                default: &str| {
-        match (given, old) {
-            (Some(g), Some(o)) if g != o && !opts.allow_release_info_change => Err(Error::Repo {
-                path: release_path.clone(),
-                message: format!(
-                    "{field} is {o:?} but {flag} says {g:?}: changing it stops every client's apt-get update until it is run with --allow-releaseinfo-change; pass --allow-release-info-change to do it anyway"
-                ),
-            }),
+    let pick =
+        |field: &'static str, given: &Option<String>, old: Option<&String>, default: &str| match (
+            given, old,
+        ) {
+            (Some(g), Some(o)) if g != o && !opts.allow_release_info_change => {
+                Err(Error::ReleaseInfoChange {
+                    path: release_path.clone(),
+                    field,
+                    old: o.clone(),
+                    new: g.clone(),
+                })
+            }
             (Some(g), _) => Ok(g.clone()),
             (None, Some(o)) => Ok(o.clone()),
             (None, None) => Ok(default.to_owned()),
-        }
-    };
-    let origin = pick(
-        "--origin",
-        "Origin",
-        &opts.origin,
-        live.map(|r| &r.origin),
-        CLIENT_NAME,
-    )?;
-    let label = pick(
-        "--label",
-        "Label",
-        &opts.label,
-        live.map(|r| &r.label),
-        CLIENT_NAME,
-    )?;
+        };
+    let origin = pick("Origin", &opts.origin, live.map(|r| &r.origin), CLIENT_NAME)?;
+    let label = pick("Label", &opts.label, live.map(|r| &r.label), CLIENT_NAME)?;
     let codename = pick(
-        "--codename",
         "Codename",
         &opts.codename,
         live.map(|r| &r.codename),
@@ -623,7 +609,7 @@ fn sources_file(url: &str, release: &Release) -> String {
 }
 
 /// Suite, codename and component names become directory names and words in `.sources`.
-fn check_name(flag: &str, value: &str) -> Result<()> {
+fn check_name(what: &'static str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.starts_with(|c: char| c.is_ascii_alphanumeric())
         && value
@@ -632,9 +618,11 @@ fn check_name(flag: &str, value: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
-            "{flag} {value:?}: expected letters, digits, '.', '_', '+' or '-'"
-        )))
+        Err(Error::invalid(
+            what,
+            value,
+            "expected letters, digits, '.', '_', '+' or '-'",
+        ))
     }
 }
 
@@ -803,7 +791,7 @@ mod tests {
         let e = plan(&current, &[], &[&s], &o).unwrap_err().to_string();
         assert_eq!(
             e,
-            "/repo/dists/stable/Release: Origin is \"Example\" but --origin says \"Other\": changing it stops every client's apt-get update until it is run with --allow-releaseinfo-change; pass --allow-release-info-change to do it anyway"
+            "/repo/dists/stable/Release: Origin is \"Example\" but would become \"Other\": changing it stops every client's apt-get update until it is run with --allow-releaseinfo-change"
         );
         o.allow_release_info_change = true;
         assert_eq!(
@@ -871,7 +859,7 @@ mod tests {
         let e = plan(&Current::default(), &[deb("1.0-1", "amd64")], &[&s], &o).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--suite \"../etc\": expected letters, digits, '.', '_', '+' or '-'"
+            "suite \"../etc\": expected letters, digits, '.', '_', '+' or '-'"
         );
     }
 }

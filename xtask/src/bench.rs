@@ -16,9 +16,9 @@ use containerd_stack::listener::Quiet;
 use containerd_stack::{build, BuildOptions, DebArch, Stack};
 use serde::Serialize;
 
-use crate::build_deb::repo_root;
 use crate::process::{self, require_tool};
-use crate::realbin;
+use crate::repo_root;
+use crate::{product, realbin};
 
 #[derive(Parser)]
 pub struct Args {
@@ -62,10 +62,6 @@ pub fn run(args: Args) -> Result<()> {
     let out_dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let work = tempfile::tempdir_in(&out_dir)?;
-    // A copy of this program for the memory run: a rebuild of the xtask while the bench
-    // runs must not pull it away.
-    let exe = work.path().join("xtask");
-    std::fs::copy(std::env::current_exe()?, &exe)?;
     eprintln!("bench: {cores} cores; payload: Debian's containerd, runc and CNI plugins (amd64)");
     let mut rows = Vec::new();
     if args.repo_only {
@@ -99,19 +95,13 @@ pub fn run(args: Args) -> Result<()> {
 
     // Peak memory of a whole cold build, in a child process that reports its own.
     let mem_out = work.path().join("out-mem");
-    let mut child = Command::new(&exe);
-    child
-        .arg("build-deb")
-        .arg("--stack")
-        .arg(&release.stack)
-        .arg("--mirror")
-        .arg(&mirror)
-        .arg("--cache")
-        .arg(work.path().join("cache-mem"))
-        .arg("--out")
-        .arg(&mem_out)
-        .arg("--arch")
-        .arg("amd64");
+    let mut child = product::build_deb(
+        &release.stack,
+        &mirror,
+        &work.path().join("cache-mem"),
+        &mem_out,
+        DebArch::Amd64,
+    )?;
     let peak_mib = peak_memory_mib(&mut child)?;
     let mut memory_row = limit_row(
         "peak memory, cold build",
@@ -121,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         "VmHWM of a `build-deb` child process",
     );
     memory_row.unit = "MiB";
-    let flat_row = flat_memory_row(&exe, work.path())?;
+    let flat_row = flat_memory_row(work.path())?;
 
     // Cold build against dpkg-deb on the very tree we packaged, one after the other in
     // each round, so a machine that slows down during the bench slows both alike.
@@ -261,7 +251,7 @@ pub fn run(args: Args) -> Result<()> {
 /// first: memory is flat in the payload's size when the larger build needs at most 10%
 /// more. Each program is padded with a repeated pseudo-random MiB, which xz compresses
 /// quickly; its encoder's memory does not depend on the content.
-fn flat_memory_row(exe: &Path, work: &Path) -> Result<Row> {
+fn flat_memory_row(work: &Path) -> Result<Row> {
     use containerd_stack::stack::ComponentKind;
     use testkit::upstream::{containerd_tar_gz, elf_program};
     let mut block = vec![0u8; 1 << 20];
@@ -281,19 +271,13 @@ fn flat_memory_row(exe: &Path, work: &Path) -> Result<Row> {
         release.put(ComponentKind::Containerd, DebArch::Amd64, &containerd);
         let stack = dir.join("stack.toml");
         std::fs::write(&stack, release.stack_toml(&ComponentKind::ALL))?;
-        let mut child = Command::new(exe);
-        child
-            .arg("build-deb")
-            .arg("--stack")
-            .arg(&stack)
-            .arg("--mirror")
-            .arg(format!("file://{}", release.root.display()))
-            .arg("--cache")
-            .arg(dir.join("cache"))
-            .arg("--out")
-            .arg(dir.join("out"))
-            .arg("--arch")
-            .arg("amd64");
+        let mut child = product::build_deb(
+            &stack,
+            &format!("file://{}", release.root.display()),
+            &dir.join("cache"),
+            &dir.join("out"),
+            DebArch::Amd64,
+        )?;
         peaks.push(peak_memory_mib(&mut child).with_context(|| format!("the {tag} payload"))?);
     }
     let ratio = peaks[1] / peaks[0];
@@ -493,7 +477,7 @@ fn repo_rows(work: &Path, runs: usize) -> Result<Vec<Row>> {
         Path::new("bench key"),
         1_700_000_000,
     )?;
-    let now = || crate::build_deb::now();
+    let now = || crate::now();
 
     let mut anchor = Vec::new();
     let mut cold = Vec::new();
@@ -747,7 +731,7 @@ fn peak_memory_mib(build_deb: &mut Command) -> Result<f64> {
     );
     let mib = stderr
         .lines()
-        .find_map(|l| l.split_once(crate::build_deb::PEAK_MEMORY))
+        .find_map(|l| l.split_once(containerd_stack::listener::PEAK_MEMORY))
         .and_then(|(_, v)| v.trim_end_matches(" MiB").parse().ok())
         .context("build-deb --verbose did not report its peak memory")?;
     Ok(mib)

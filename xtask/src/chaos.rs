@@ -14,7 +14,7 @@ use containerd_stack::verify::verify_deb;
 use containerd_stack::DebArch;
 
 use crate::process::{self, require_tool};
-use crate::realbin;
+use crate::{product, realbin};
 
 #[derive(Parser)]
 pub struct Args {
@@ -31,21 +31,10 @@ pub fn run(args: Args) -> Result<()> {
     let release = realbin::prepare(DebArch::host().context("unsupported host architecture")?)?;
     let work = tempfile::Builder::new().prefix("xtask-chaos-").tempdir()?;
     let mirror = format!("file://{}", release.mirror_root.display());
-    let exe = std::env::current_exe()?;
-    let build_cmd = |cache: &Path, out: &Path| {
-        let mut c = Command::new(&exe);
-        c.arg("build-deb")
-            .arg("--stack")
-            .arg(&release.stack)
-            .arg("--mirror")
-            .arg(&mirror)
-            .arg("--cache")
-            .arg(cache)
-            .arg("--out")
-            .arg(out)
-            .args(["--compression", "gzip", "--arch"])
-            .arg(release.arch.as_str());
-        c
+    let build_cmd = |cache: &Path, out: &Path| -> Result<Command> {
+        let mut c = product::build_deb(&release.stack, &mirror, cache, out, release.arch)?;
+        c.args(["--compression", "gzip"]);
+        Ok(c)
     };
 
     // How long an undisturbed cold build takes, to aim the kills inside it.
@@ -55,7 +44,7 @@ pub fn run(args: Args) -> Result<()> {
     process::run(&mut build_cmd(
         &work.path().join("cache-ref"),
         &work.path().join("out-ref"),
-    ))?;
+    )?)?;
     let cold = start.elapsed();
     let reference =
         only_package(&work.path().join("out-ref"))?.context("reference build made nothing")?;
@@ -79,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
             // Every other time from a cold cache, so downloads and unpacking are hit too.
             let _ = std::fs::remove_dir_all(&cache);
         }
-        let mut child = build_cmd(&cache, &out)
+        let mut child = build_cmd(&cache, &out)?
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
@@ -98,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
             }
         );
     }
-    process::run(&mut build_cmd(&cache, &out))?;
+    process::run(&mut build_cmd(&cache, &out)?)?;
     let after = only_package(&out)?.context("the build after the kills made nothing")?;
     ensure!(
         hash_file(&after)? == reference_hash,
@@ -108,10 +97,10 @@ pub fn run(args: Args) -> Result<()> {
 
     // Two builds at once on one cache.
     let shared = work.path().join("cache-shared");
-    let mut a = build_cmd(&shared, &work.path().join("out-a"))
+    let mut a = build_cmd(&shared, &work.path().join("out-a"))?
         .stdout(Stdio::null())
         .spawn()?;
-    let mut b = build_cmd(&shared, &work.path().join("out-b"))
+    let mut b = build_cmd(&shared, &work.path().join("out-b"))?
         .stdout(Stdio::null())
         .spawn()?;
     ensure!(
@@ -149,7 +138,7 @@ pub fn run(args: Args) -> Result<()> {
                         .join(format!("out-full-{}", what.trim_start_matches('-'))),
                 ),
             };
-            let output = build_cmd(&cache, &out).output()?;
+            let output = build_cmd(&cache, &out)?.output()?;
             ensure!(
                 !output.status.success(),
                 "a build onto a full {what} succeeded"

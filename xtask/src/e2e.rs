@@ -30,9 +30,9 @@ use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
-use crate::build_deb::repo_root;
 use crate::process::{self, check, last_lines, text, Printer};
 use crate::realbin::{self, RealRelease};
+use crate::repo_root;
 use crate::rootfs::{Rootfs, Suite};
 
 use self::nspawn::{Boot, Booted, Hook, Network};
@@ -475,7 +475,7 @@ fn repo_scenario(
     work: &Path,
 ) -> Result<((), String)> {
     let repo_dir = work.join("repo");
-    let first = crate::build_deb::now();
+    let first = crate::now();
     let key = sign::generate(
         "containerd-stack e2e <e2e@example.invalid>",
         KeyAlgorithm::Ed25519,
@@ -511,7 +511,7 @@ fn repo_scenario(
         name: "publish-revision-2",
         run: Box::new(|| {
             // A Release's Date only ever increases.
-            let now = crate::build_deb::now().max(first + 1);
+            let now = crate::now().max(first + 1);
             repo::publish(
                 &repo_dir,
                 std::slice::from_ref(&deb2.path),
@@ -1106,7 +1106,7 @@ fn piuparts_upgrade(
     work: &Path,
 ) -> Result<((), String)> {
     let repo_dir = work.join("piuparts-repo");
-    let now = crate::build_deb::now();
+    let now = crate::now();
     let key = sign::generate(
         "containerd-stack piuparts <piuparts@example.invalid>",
         KeyAlgorithm::Ed25519,

@@ -17,8 +17,8 @@ use containerd_stack::DebArch;
 use testkit::upstream::{sha256_hex, tar_gz};
 use testkit::FakeRelease;
 
-use crate::build_deb::repo_root;
 use crate::process::{run, stdout};
+use crate::repo_root;
 
 /// Debian's package for each component we can take from Debian 12.
 pub const PACKAGES: &[(ComponentKind, &str)] = &[

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::build_deb::repo_root;
 use crate::process::{describe, last_lines, run, text};
+use crate::repo_root;
 
 /// A Debian release the tests install into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,8 +8,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use crate::build_deb::repo_root;
 use crate::process::{self, require_tool};
+use crate::repo_root;
 
 #[derive(Parser)]
 pub struct Args {}

@@ -1,9 +1,10 @@
-//! `cargo xtask verify DEB`.
+//! `containerd-stack verify DEB`.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
+use containerd_stack::sign::Keyring;
 use containerd_stack::verify::{verify_deb, Signature};
 
 #[derive(Parser)]
@@ -17,10 +18,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let keyring = match &args.keyring {
-        Some(k) => Some(std::fs::read(k).with_context(|| format!("{}: cannot read", k.display()))?),
+        Some(k) => Some(Keyring::load(k)?),
         None => None,
     };
-    let r = verify_deb(&args.deb, keyring.as_deref())?;
+    let r = verify_deb(&args.deb, keyring.as_ref())?;
     println!(
         "{}: {} {} {}: structure ok, {} files match md5sums",
         args.deb.display(),

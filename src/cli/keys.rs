@@ -1,14 +1,12 @@
-//! `cargo xtask keygen` and `cargo xtask debsig-policy`.
+//! `containerd-stack keygen` and `containerd-stack debsig-policy`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use containerd_stack::sign::{debsig_files, generate, public_key_of, KeyAlgorithm};
 
-use crate::build_deb::now;
+use super::{now, write_new};
 
 /// The files `keygen` writes in `--out`.
 pub const SECRET_KEY: &str = "signing-key.secret.asc";
@@ -71,20 +69,6 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
     println!("public keyring {}", args.out.join(PUBLIC_KEYRING).display());
     println!("public key     {}", args.out.join(PUBLIC_ARMORED).display());
     Ok(())
-}
-
-/// Creates `path` with `mode` from the start, so a secret is never readable by others.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("{}: cannot create", path.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 #[derive(Parser)]

@@ -1,4 +1,4 @@
-//! `cargo xtask repo publish`: flags → `containerd_stack::repo::publish`, then what was done
+//! `containerd-stack repo publish`: flags → `containerd_stack::repo::publish`, then what was done
 //! and the two commands that set a client up.
 
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use containerd_stack::listener::{Event, Listener};
 use containerd_stack::repo::{self, PublishOptions, CLIENT_NAME, PLACEHOLDER_URL};
 use containerd_stack::sign::Signer;
 
-use crate::build_deb::now;
+use super::now;
 
 #[derive(Parser)]
 pub struct Args {

@@ -1,28 +1,31 @@
-//! `cargo xtask build-deb`.
+//! `containerd-stack build-deb`: flags → [`BuildOptions`], then one line per package.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::fetch::FetchOptions;
-use containerd_stack::listener::{Event, Listener};
 use containerd_stack::sign::Signer;
 use containerd_stack::{build, BuildOptions, DebArch, Stack};
+
+use super::progress::Terminal;
 
 #[derive(Parser)]
 pub struct Args {
     /// The stack manifest.
-    #[arg(long, default_value_os_t = repo_root().join("stack.toml"))]
+    #[arg(long, value_name = "FILE", default_value = "stack.toml")]
     stack: PathBuf,
+    /// Templates to use in place of the built-in ones (`<name>.hbs`; a file missing there
+    /// falls back to the built-in one); default: stack.toml's `[package] templates`.
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
     /// Debian architecture to build for (repeatable), or `all` for every architecture
     /// stack.toml pins containerd and runc for; default: this machine's.
     #[arg(long = "arch", value_name = "ARCH")]
     arches: Vec<String>,
     /// Where the .deb files go.
-    #[arg(long, default_value_os_t = repo_root().join("dist"))]
+    #[arg(long, value_name = "DIR", default_value = "dist")]
     out: PathBuf,
     /// Fetch `https://github.com/<path>` from `<URL>/<path>` instead (http, https, file).
     #[arg(long, value_name = "URL")]
@@ -54,7 +57,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
+    if let Some(dir) = args.templates {
+        stack.package.templates = Some(dir);
+    }
     let compression: Compression = args.compression.parse()?;
     let level = compression.check_level(args.level.unwrap_or(compression.default_level()))?;
     let arches = parse_arches(&args.arches, &stack)?;
@@ -88,7 +94,7 @@ pub fn run(args: Args) -> Result<()> {
             Some(key) => Some(std::sync::Arc::new(Signer::load_file(
                 key,
                 args.sign_passphrase_file.as_deref(),
-                now(),
+                super::now(),
             )?)),
             None => None,
         },
@@ -115,16 +121,14 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let (Some(start), Some(kib)) = (listener.verbose, peak_resident_kib()) {
         eprintln!(
-            "[{:7.2}s] {PEAK_MEMORY}{:.1} MiB",
+            "[{:7.2}s] {}{:.1} MiB",
             start.elapsed().as_secs_f64(),
+            containerd_stack::listener::PEAK_MEMORY,
             kib as f64 / 1024.0
         );
     }
     Ok(())
 }
-
-/// How `--verbose` reports the peak memory at the end (the bench reads it).
-pub const PEAK_MEMORY: &str = "peak resident memory: ";
 
 /// This process's peak resident set in KiB (`VmHWM`): this program's alone, where
 /// getrusage's would include its parent's up to the exec.
@@ -132,13 +136,6 @@ fn peak_resident_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The current time, for checking that a key has not expired (never written anywhere).
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// `--arch` values: Debian names, or `all` for every architecture the stack pins.
@@ -163,87 +160,4 @@ pub fn parse_arches(values: &[String], stack: &Stack) -> Result<Vec<DebArch>> {
     arches.sort();
     arches.dedup();
     Ok(arches)
-}
-
-/// The workspace root: xtask lives one level below it.
-pub fn repo_root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
-
-/// Progress bars on a terminal; warnings always, on stderr.
-struct Terminal {
-    /// With `--verbose`: when the build started; each step is printed with its time.
-    verbose: Option<std::time::Instant>,
-    bars: Option<(
-        indicatif::MultiProgress,
-        Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
-    )>,
-}
-
-impl Terminal {
-    fn new(verbose: bool) -> Terminal {
-        let verbose = verbose.then(std::time::Instant::now);
-        let bars = (std::io::stderr().is_terminal() && verbose.is_none()).then(|| {
-            (
-                indicatif::MultiProgress::new(),
-                Mutex::new(Default::default()),
-            )
-        });
-        Terminal { verbose, bars }
-    }
-
-    fn finish(&self) {
-        if let Some((_, bars)) = &self.bars {
-            for bar in bars.lock().unwrap().values() {
-                bar.finish_and_clear();
-            }
-        }
-    }
-}
-
-impl Listener for Terminal {
-    fn event(&self, event: Event) {
-        match (&self.bars, event) {
-            (_, Event::Warning(w)) => eprintln!("warning: {w}"),
-            (None, event) => {
-                let Some(start) = self.verbose else { return };
-                let line = match event {
-                    Event::Step(s) => s,
-                    Event::Began { stage, name } => format!("{} {name}", stage.verb(false)),
-                    Event::Ended { stage, name } => format!("{} {name}", stage.verb(true)),
-                    Event::DownloadStarted { name, .. } => format!("downloading {name}"),
-                    Event::DownloadFinished { name } => format!("downloaded {name}"),
-                    Event::CacheHit { name } => format!("{name} from the cache"),
-                    _ => return,
-                };
-                eprintln!("[{:7.2}s] {line}", start.elapsed().as_secs_f64());
-            }
-            (Some((multi, bars)), Event::DownloadStarted { name, total }) => {
-                let bar = multi.add(match total {
-                    Some(t) => indicatif::ProgressBar::new(t),
-                    None => indicatif::ProgressBar::no_length(),
-                });
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:40} {bytes:>10}/{total_bytes:10} {bar:30}",
-                    )
-                    .expect("valid template"),
-                );
-                bar.set_message(name.clone());
-                bars.lock().unwrap().insert(name, bar);
-            }
-            (Some((_, bars)), Event::DownloadProgress { name, bytes }) => {
-                if let Some(bar) = bars.lock().unwrap().get(&name) {
-                    bar.set_position(bytes);
-                }
-            }
-            (Some((_, bars)), Event::DownloadFinished { name }) => {
-                if let Some(bar) = bars.lock().unwrap().remove(&name) {
-                    bar.finish_and_clear();
-                }
-            }
-            _ => {}
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask lock`: fills or checks stack.toml's sha256 pins from upstream's checksum
+//! `containerd-stack lock`: fills or checks stack.toml's sha256 pins from upstream's checksum
 //! files.
 
 use std::path::PathBuf;
@@ -7,15 +7,16 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use containerd_stack::fetch::{FetchOptions, Fetcher};
 use containerd_stack::lock::{lock, write_manifest, LockOptions};
+use containerd_stack::sign::Keyring;
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::Stack;
 
-use crate::build_deb::{parse_arches, repo_root};
+use super::build_deb::parse_arches;
 
 #[derive(Parser)]
 pub struct Args {
     /// The stack manifest, rewritten in place.
-    #[arg(long, default_value_os_t = repo_root().join("stack.toml"))]
+    #[arg(long, value_name = "FILE", default_value = "stack.toml")]
     stack: PathBuf,
     /// Architecture to lock (repeatable), or `all`; default: those already pinned.
     #[arg(long = "arch", value_name = "ARCH")]
@@ -55,7 +56,7 @@ pub fn run(args: Args) -> Result<()> {
         bumps.push((kind, version.to_owned()));
     }
     let runc_keyring = match &args.runc_keyring {
-        Some(p) => Some(std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?),
+        Some(p) => Some(Keyring::load(p)?),
         None => None,
     };
     let cache_dir = std::env::temp_dir();
@@ -83,7 +84,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.check {
         if !locked.changes.is_empty() {
             bail!(
-                "{}: {} pin(s) differ from upstream; run `cargo xtask lock` to update",
+                "{}: {} pin(s) differ from upstream; run `containerd-stack lock` to update",
                 args.stack.display(),
                 locked.changes.len()
             );

@@ -1,0 +1,84 @@
+//! What a person sees while a command runs: progress bars on a terminal, a timed line per
+//! step with `--verbose`, warnings always, all on stderr.
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+use containerd_stack::listener::{Event, Listener};
+
+/// Progress bars on a terminal; warnings always, on stderr.
+pub struct Terminal {
+    /// With `--verbose`: when the build started; each step is printed with its time.
+    pub verbose: Option<std::time::Instant>,
+    bars: Option<(
+        indicatif::MultiProgress,
+        Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+    )>,
+}
+
+impl Terminal {
+    pub fn new(verbose: bool) -> Terminal {
+        let verbose = verbose.then(std::time::Instant::now);
+        let bars = (std::io::stderr().is_terminal() && verbose.is_none()).then(|| {
+            (
+                indicatif::MultiProgress::new(),
+                Mutex::new(Default::default()),
+            )
+        });
+        Terminal { verbose, bars }
+    }
+
+    pub fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for bar in bars.lock().unwrap().values() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+impl Listener for Terminal {
+    fn event(&self, event: Event) {
+        match (&self.bars, event) {
+            (_, Event::Warning(w)) => eprintln!("warning: {w}"),
+            (None, event) => {
+                let Some(start) = self.verbose else { return };
+                let line = match event {
+                    Event::Step(s) => s,
+                    Event::Began { stage, name } => format!("{} {name}", stage.verb(false)),
+                    Event::Ended { stage, name } => format!("{} {name}", stage.verb(true)),
+                    Event::DownloadStarted { name, .. } => format!("downloading {name}"),
+                    Event::DownloadFinished { name } => format!("downloaded {name}"),
+                    Event::CacheHit { name } => format!("{name} from the cache"),
+                    _ => return,
+                };
+                eprintln!("[{:7.2}s] {line}", start.elapsed().as_secs_f64());
+            }
+            (Some((multi, bars)), Event::DownloadStarted { name, total }) => {
+                let bar = multi.add(match total {
+                    Some(t) => indicatif::ProgressBar::new(t),
+                    None => indicatif::ProgressBar::no_length(),
+                });
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:40} {bytes:>10}/{total_bytes:10} {bar:30}",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_message(name.clone());
+                bars.lock().unwrap().insert(name, bar);
+            }
+            (Some((_, bars)), Event::DownloadProgress { name, bytes }) => {
+                if let Some(bar) = bars.lock().unwrap().get(&name) {
+                    bar.set_position(bytes);
+                }
+            }
+            (Some((_, bars)), Event::DownloadFinished { name }) => {
+                if let Some(bar) = bars.lock().unwrap().remove(&name) {
+                    bar.finish_and_clear();
+                }
+            }
+            _ => {}
+        }
+    }
+}
