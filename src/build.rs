@@ -605,7 +605,14 @@ fn write_package(
             });
             let mut blob = cache.new_blob(&member_kind)?;
             let path = PathBuf::from(&member_kind);
-            let member = writer.write_data(&tree, blob.file(), &path)?;
+            let member = writer.write_data(&tree, blob.file(), &path, &mut |done, total| {
+                listener.event(Event::Progress {
+                    stage: Stage::Compress,
+                    name: file_name.clone(),
+                    done,
+                    total,
+                })
+            })?;
             listener.event(Event::Ended {
                 stage: Stage::Compress,
                 name: file_name.clone(),

@@ -38,8 +38,27 @@ pub enum Event {
         stage: Stage,
         name: String,
     },
+    /// Work done so far in a stage that takes a while: `done` of `total`, in the stage's
+    /// [`Unit`]. Sent between its `Began` and `Ended`, as often as is useful to show.
+    Progress {
+        stage: Stage,
+        name: String,
+        done: u64,
+        total: u64,
+    },
+    /// Work stands still until something outside it happens (another publish holding the
+    /// repository's lock, the clock reaching a Date).
+    Waiting(String),
     /// Something the user should know that does not stop the build.
     Warning(String),
+}
+
+/// What a stage's progress counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    /// Packages, files: things counted one by one.
+    Items,
 }
 
 /// The stages of a build that take time, besides downloads.
@@ -49,8 +68,12 @@ pub enum Stage {
     Unpack,
     /// ELF checks and md5s of an asset's programs.
     Check,
-    /// Writing the compressed data member of a package.
+    /// Writing the compressed data member of a package: bytes of its tar.
     Compress,
+    /// Reading and hashing the packages given to a publish.
+    Hash,
+    /// Writing a repository's files, in the publish's order.
+    Publish,
 }
 
 impl Stage {
@@ -63,6 +86,17 @@ impl Stage {
             (Stage::Check, true) => "checked",
             (Stage::Compress, false) => "compressing",
             (Stage::Compress, true) => "compressed",
+            (Stage::Hash, false) => "hashing",
+            (Stage::Hash, true) => "hashed",
+            (Stage::Publish, false) => "writing",
+            (Stage::Publish, true) => "wrote",
+        }
+    }
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Stage::Unpack | Stage::Compress => Unit::Bytes,
+            Stage::Check | Stage::Hash | Stage::Publish => Unit::Items,
         }
     }
 }

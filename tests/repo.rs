@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::fetch::FetchOptions;
-use containerd_stack::listener::{Quiet, Recorder};
+use containerd_stack::listener::{Event, Quiet, Recorder};
 use containerd_stack::repo::release::{cleartext, Release};
 use containerd_stack::repo::{self, Plan, PublishOptions, Step};
 use containerd_stack::sign::{generate, KeyAlgorithm, Signer};
@@ -1024,7 +1024,7 @@ fn two_publishes_into_one_repo_wait_for_each_other() {
     assert!(
         events
             .iter()
-            .any(|e| format!("{e:?}").contains("waiting for another publish")),
+            .any(|e| matches!(e, Event::Waiting(w) if w.contains("waiting for another publish"))),
         "{events:?}"
     );
     assert!(repo.join("dists/stable/InRelease").exists());

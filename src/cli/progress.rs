@@ -1,10 +1,27 @@
-//! What a person sees while a command runs: progress bars on a terminal, a timed line per
-//! step with `--verbose`, warnings always, all on stderr.
+//! What a person sees while a command runs: progress bars on a terminal (downloads, and
+//! every stage that reports its progress: compression, a publish's hashing and writing),
+//! a timed line per step with `--verbose`, warnings always, all on stderr. Off a terminal,
+//! only warnings, and what `--verbose` asks for.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
-use containerd_stack::listener::{Event, Listener};
+use containerd_stack::listener::{Event, Listener, Stage, Unit};
+
+/// The bars' key for a stage's progress: downloads are keyed by their file name alone.
+fn progress_key(stage: Stage, name: &str) -> String {
+    format!("{} {name}", stage.verb(false))
+}
+
+fn bar_style(unit: Unit) -> indicatif::ProgressStyle {
+    let template = match unit {
+        Unit::Bytes => {
+            "{msg:44} {bytes:>10}/{total_bytes:10} {bar:24} {binary_bytes_per_sec:>12} eta {eta}"
+        }
+        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:>12} eta {eta}",
+    };
+    indicatif::ProgressStyle::with_template(template).expect("valid template")
+}
 
 /// Progress bars on a terminal; warnings always, on stderr.
 pub struct Terminal {
@@ -44,7 +61,7 @@ impl Listener for Terminal {
             (None, event) => {
                 let Some(start) = self.verbose else { return };
                 let line = match event {
-                    Event::Step(s) => s,
+                    Event::Step(s) | Event::Waiting(s) => s,
                     Event::Began { stage, name } => format!("{} {name}", stage.verb(false)),
                     Event::Ended { stage, name } => format!("{} {name}", stage.verb(true)),
                     Event::DownloadStarted { name, .. } => format!("downloading {name}"),
@@ -59,14 +76,34 @@ impl Listener for Terminal {
                     Some(t) => indicatif::ProgressBar::new(t),
                     None => indicatif::ProgressBar::no_length(),
                 });
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:40} {bytes:>10}/{total_bytes:10} {bar:30}",
-                    )
-                    .expect("valid template"),
-                );
+                bar.set_style(bar_style(Unit::Bytes));
                 bar.set_message(name.clone());
                 bars.lock().unwrap().insert(name, bar);
+            }
+            (Some(_), Event::Waiting(s)) => eprintln!("{s}"),
+            (
+                Some((multi, bars)),
+                Event::Progress {
+                    stage,
+                    name,
+                    done,
+                    total,
+                },
+            ) => {
+                let mut bars = bars.lock().unwrap();
+                let bar = bars.entry(progress_key(stage, &name)).or_insert_with(|| {
+                    let bar = multi.add(indicatif::ProgressBar::new(total));
+                    bar.set_style(bar_style(stage.unit()));
+                    bar.set_message(format!("{} {name}", stage.verb(false)));
+                    bar
+                });
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            (Some((_, bars)), Event::Ended { stage, name }) => {
+                if let Some(bar) = bars.lock().unwrap().remove(&progress_key(stage, &name)) {
+                    bar.finish_and_clear();
+                }
             }
             (Some((_, bars)), Event::DownloadProgress { name, bytes }) => {
                 if let Some(bar) = bars.lock().unwrap().get(&name) {

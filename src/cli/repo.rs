@@ -85,7 +85,8 @@ impl Listener for Stderr {
     fn event(&self, event: Event) {
         match event {
             Event::Warning(w) => eprintln!("warning: {w}"),
-            Event::Step(s) if self.verbose || s.starts_with("waiting") => eprintln!("{s}"),
+            Event::Waiting(s) => eprintln!("{s}"),
+            Event::Step(s) if self.verbose => eprintln!("{s}"),
             _ => {}
         }
     }

@@ -38,6 +38,36 @@ fn data_tar_len(tree: &FhsTree) -> u64 {
     )
 }
 
+/// Counts what goes through to `inner`, and reports it to `progress` every
+/// [`Counted::EVERY`] bytes.
+struct Counted<'a, W> {
+    inner: W,
+    done: u64,
+    reported: u64,
+    total: u64,
+    progress: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<W> Counted<'_, W> {
+    const EVERY: u64 = 4 << 20;
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        if self.done - self.reported >= Self::EVERY {
+            self.reported = self.done;
+            (self.progress)(self.done, self.total);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A finished data member, open for reading from its start.
 pub struct DataMember {
     pub file: File,
@@ -59,23 +89,33 @@ impl DebWriter {
         format!("{base}.tar.{}", self.compression.extension())
     }
 
-    /// Streams `tree` into a compressed tar in `tmp`.
+    /// Streams `tree` into a compressed tar in `tmp`; `progress` is told the bytes of the
+    /// tar written so far, and its total length, every few MiB.
     pub fn write_data(
         &self,
         tree: &FhsTree,
         tmp: &mut File,
         tmp_path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
     ) -> Result<DataMember> {
+        let total = data_tar_len(tree);
         let compressor = self
             .compression
             .writer(
                 io::BufWriter::new(&mut *tmp),
                 self.level,
                 self.threads,
-                data_tar_len(tree),
+                total,
             )
             .at(tmp_path)?;
-        let mut tar = TarWriter::new(compressor, self.mtime);
+        let counted = Counted {
+            inner: compressor,
+            done: 0,
+            reported: 0,
+            total,
+            progress,
+        };
+        let mut tar = TarWriter::new(counted, self.mtime);
         tar.dir("").at(tmp_path)?;
         for (path, node) in &tree.entries {
             match node {
@@ -92,8 +132,14 @@ impl DebWriter {
                 },
             }
         }
-        let compressor = tar.finish().at(tmp_path)?;
-        let mut buf = compressor.finish().at(tmp_path)?;
+        let Counted {
+            inner,
+            done,
+            progress,
+            ..
+        } = tar.finish().at(tmp_path)?;
+        progress(done, total);
+        let mut buf = inner.finish().at(tmp_path)?;
         buf.flush().at(tmp_path)?;
         drop(buf);
         let size = tmp.stream_position().at(tmp_path)?;
@@ -219,9 +265,14 @@ mod tests {
             mtime: 0,
         };
         let mut tmp = tempfile::tempfile().unwrap();
+        let mut reported = Vec::new();
         let mut member = writer
-            .write_data(&tree, &mut tmp, Path::new("data"))
+            .write_data(&tree, &mut tmp, Path::new("data"), &mut |done, total| {
+                reported.push((done, total))
+            })
             .unwrap();
+        let len = data_tar_len(&tree);
+        assert_eq!(reported.last(), Some(&(len, len)), "the end is reported");
         let mut tar = Vec::new();
         flate2::read::GzDecoder::new((&mut member.file).take(member.size))
             .read_to_end(&mut tar)

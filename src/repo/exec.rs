@@ -36,7 +36,7 @@ pub fn lock(root: &Path, listener: &dyn Listener) -> Result<RepoLock> {
         .open(&path)
         .at(&path)?;
     if flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
-        listener.event(Event::Step(format!(
+        listener.event(Event::Waiting(format!(
             "waiting for another publish to release {}",
             path.display()
         )));

@@ -143,7 +143,7 @@ fn inspect_all(debs: &[PathBuf], incoming: &Path) -> Result<Vec<packages::NewDeb
 fn wait_for(date: u64, listener: &dyn Listener) {
     let at = UNIX_EPOCH + Duration::from_secs(date);
     if let Ok(ahead) = at.duration_since(SystemTime::now()) {
-        listener.event(Event::Step(format!(
+        listener.event(Event::Waiting(format!(
             "waiting {:.1} s for the clock to reach the new Date",
             ahead.as_secs_f64()
         )));

@@ -229,22 +229,22 @@ pub fn plan(
     // Changing these makes every client's `apt-get update` fail until the user runs it with
     // --allow-releaseinfo-change, so they are kept unless explicitly changed.
     let release_path = at(&format!("{suite_dir}/Release"));
-    let pick =
-        |field: &'static str, given: &Option<String>, old: Option<&String>, default: &str| match (
-            given, old,
-        ) {
-            (Some(g), Some(o)) if g != o && !opts.allow_release_info_change => {
-                Err(Error::ReleaseInfoChange {
-                    path: release_path.clone(),
-                    field,
-                    old: o.clone(),
-                    new: g.clone(),
-                })
-            }
-            (Some(g), _) => Ok(g.clone()),
-            (None, Some(o)) => Ok(o.clone()),
-            (None, None) => Ok(default.to_owned()),
-        };
+    let pick = |field: &'static str,
+                given: &Option<String>,
+                old: Option<&String>,
+                default: &str| match (given, old) {
+        (Some(g), Some(o)) if g != o && !opts.allow_release_info_change => {
+            Err(Error::ReleaseInfoChange {
+                path: release_path.clone(),
+                field,
+                old: o.clone(),
+                new: g.clone(),
+            })
+        }
+        (Some(g), _) => Ok(g.clone()),
+        (None, Some(o)) => Ok(o.clone()),
+        (None, None) => Ok(default.to_owned()),
+    };
     let origin = pick("Origin", &opts.origin, live.map(|r| &r.origin), CLIENT_NAME)?;
     let label = pick("Label", &opts.label, live.map(|r| &r.label), CLIENT_NAME)?;
     let codename = pick(

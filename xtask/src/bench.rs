@@ -569,7 +569,7 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
         );
         let path = dir.join(format!("containerd-stack_1.0.{i}-1_amd64.deb"));
         let mut data_file = tempfile::tempfile_in(dir)?;
-        let mut data = writer.write_data(&tree, &mut data_file, &path)?;
+        let mut data = writer.write_data(&tree, &mut data_file, &path, &mut |_, _| {})?;
         let control_member = writer.write_control(
             &ControlFiles {
                 control: &control,
