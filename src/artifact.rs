@@ -1,35 +1,15 @@
-//! Where each component's release asset lives upstream, and which of its files we ship.
-//! Pure data: URLs and names follow the upstream release pages exactly.
+//! One upstream release asset for one architecture, pinned by its sha256: the component
+//! table's row filled in with a version and an architecture. Pure data: URLs and names
+//! follow the upstream release pages exactly.
 
 use serde::Serialize;
 
 use crate::arch::DebArch;
+pub use crate::component::{Packing, Pick};
 use crate::stack::{Component, ComponentKind, Sha256};
 
 /// The canonical host of every upstream asset; `--mirror` replaces it.
 pub const GITHUB: &str = "https://github.com/";
-
-/// How an asset is packed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Packing {
-    /// A gzip-compressed tar archive.
-    TarGz,
-    /// The asset is the program itself.
-    Bare,
-}
-
-/// Which programs to take from an asset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Pick {
-    /// These archive paths, each required.
-    Named(&'static [&'static str]),
-    /// Every regular file at the top of the archive except the documentation files named.
-    TopLevelExcept(&'static [&'static str]),
-    /// The asset itself.
-    Whole,
-}
 
 /// One upstream release asset for one architecture, pinned by its sha256.
 #[derive(Debug, Clone, Serialize)]
@@ -45,57 +25,24 @@ pub struct Artifact {
     pub pick: Pick,
 }
 
-/// containerd-stress is a load generator, not part of a node's runtime.
-pub const CONTAINERD_PROGRAMS: &[&str] =
-    &["bin/containerd", "bin/containerd-shim-runc-v2", "bin/ctr"];
-
 impl Artifact {
     /// The asset of `component` for `arch`, or `None` when stack.toml pins no sha256 for it
     /// (an unpinned asset is never fetched).
     pub fn for_component(component: &Component, arch: DebArch) -> Option<Artifact> {
         let sha256 = component.sha256.get(&arch)?.clone();
+        let spec = component.kind.spec();
         let v = &component.version;
-        let go = arch.go_arch();
-        let (repo, file_name, packing, pick) = match component.kind {
-            ComponentKind::Containerd => (
-                "containerd/containerd",
-                format!("containerd-{v}-linux-{go}.tar.gz"),
-                Packing::TarGz,
-                Pick::Named(CONTAINERD_PROGRAMS),
-            ),
-            ComponentKind::Runc => (
-                "opencontainers/runc",
-                format!("runc.{go}"),
-                Packing::Bare,
-                Pick::Whole,
-            ),
-            ComponentKind::CniPlugins => (
-                "containernetworking/plugins",
-                format!("cni-plugins-linux-{go}-v{v}.tgz"),
-                Packing::TarGz,
-                Pick::TopLevelExcept(&["README.md", "LICENSE"]),
-            ),
-            ComponentKind::Crictl => (
-                "kubernetes-sigs/cri-tools",
-                format!("crictl-v{v}-linux-{go}.tar.gz"),
-                Packing::TarGz,
-                Pick::Named(&["crictl"]),
-            ),
-        };
+        let file_name = spec.asset_name(v, arch.go_arch());
         Some(Artifact {
             component: component.kind,
             version: v.clone(),
             arch,
-            path: format!("{repo}/releases/download/v{v}/{file_name}"),
+            path: spec.download_path(v, &file_name),
             file_name,
             sha256,
-            packing,
-            pick,
+            packing: spec.packing,
+            pick: spec.pick,
         })
-    }
-
-    pub fn upstream_url(&self) -> String {
-        format!("{GITHUB}{}", self.path)
     }
 }
 
@@ -124,7 +71,7 @@ mod tests {
         ];
         for (kind, v, url) in cases {
             let a = Artifact::for_component(&component(kind, v), DebArch::Ppc64el).unwrap();
-            assert_eq!(a.upstream_url(), url);
+            assert_eq!(format!("{GITHUB}{}", a.path), url);
             assert!(url.ends_with(&a.file_name));
         }
     }

@@ -8,11 +8,10 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256 as Hasher};
 
 use crate::atomic::AtomicFile;
 use crate::error::{IoContext, Result};
-use crate::fetch::hash_file;
+use crate::hash::sha256_file;
 use crate::stack::Sha256;
 
 pub struct BuildCache {
@@ -36,16 +35,6 @@ impl BuildCache {
         BuildCache {
             root: cache_dir.join("builds"),
         }
-    }
-
-    /// A key over `parts`, each length-prefixed so no two lists of parts collide.
-    pub fn key(parts: &[&[u8]]) -> String {
-        let mut h = Hasher::new();
-        for p in parts {
-            h.update((p.len() as u64).to_le_bytes());
-            h.update(p);
-        }
-        hex::encode(h.finalize())
     }
 
     fn path(&self, kind: &str, key: &str, ext: &str) -> PathBuf {
@@ -78,7 +67,7 @@ impl BuildCache {
         if !path.exists() {
             return Ok(None);
         }
-        if hash_file(&path)?.as_str() != rec.sha256 {
+        if sha256_file(&path)?.as_str() != rec.sha256 {
             // Corrupted on disk: drop it so it is rebuilt.
             let _ = fs::remove_file(&path);
             let _ = fs::remove_file(self.path(kind, key, ".json"));
@@ -108,7 +97,7 @@ impl BuildCache {
     ) -> Result<(File, Blob)> {
         let path = self.path(kind, key, "");
         file.persist(&path)?;
-        let sha256: Sha256 = hash_file(&path)?;
+        let sha256: Sha256 = sha256_file(&path)?;
         self.store_record(
             kind,
             key,
@@ -125,15 +114,6 @@ impl BuildCache {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    #[test]
-    fn keys_separate_their_parts() {
-        assert_ne!(
-            BuildCache::key(&[b"ab", b"c"]),
-            BuildCache::key(&[b"a", b"bc"])
-        );
-        assert_eq!(BuildCache::key(&[b"x"]), BuildCache::key(&[b"x"]));
-    }
 
     #[test]
     fn a_corrupt_blob_is_not_returned_and_is_removed() {

@@ -11,11 +11,18 @@ use crate::layout::FhsTree;
 use crate::render::Renderer;
 use crate::stack::{ComponentKind, Stack};
 
-/// Renders the one template `name` (a file of `debian-templates/` without `.hbs`) as the
-/// package of `stack` for `arch` with the files of `tree` would carry it, for tests that
-/// check a template on its own (maintainer scripts under shellcheck, say).
+/// Renders the one built-in template `name` (a file of `debian-templates/` without `.hbs`)
+/// as the package of `stack` for `arch` with the files of `tree` would carry it (every
+/// component pinned for `arch` shipped), for tests that check a template on its own
+/// (maintainer scripts under shellcheck, say).
 pub fn render_template(stack: &Stack, arch: DebArch, tree: &FhsTree, name: &str) -> Result<String> {
-    Renderer::new()?.render(name, &TemplateContext::new(stack, arch, tree)?)
+    let shipped: Vec<ComponentKind> = stack
+        .components
+        .iter()
+        .filter(|c| c.sha256.contains_key(&arch))
+        .map(|c| c.kind)
+        .collect();
+    Renderer::new()?.render(name, &TemplateContext::new(stack, arch, tree, &shipped)?)
 }
 
 /// A control paragraph has no blank lines; the template's conditional lines may leave some.
@@ -66,19 +73,17 @@ pub(crate) struct TemplateContext {
 }
 
 impl TemplateContext {
-    pub(crate) fn new(stack: &Stack, arch: DebArch, tree: &FhsTree) -> Result<TemplateContext> {
+    /// The context of the package of `stack` for `arch` with the files of `tree`, which
+    /// ships the components `shipped`.
+    pub(crate) fn new(
+        stack: &Stack,
+        arch: DebArch,
+        tree: &FhsTree,
+        shipped: &[ComponentKind],
+    ) -> Result<TemplateContext> {
         let version_of = |k: ComponentKind| {
-            // A component is in the package only if it was pinned for this arch and shipped.
             let c = stack.component(k)?;
-            let shipped = match k {
-                ComponentKind::CniPlugins => {
-                    let dir = format!("{}/", stack.settings.cni_bin_dir.trim_start_matches('/'));
-                    tree.files().any(|(p, _)| p.starts_with(&dir))
-                }
-                ComponentKind::Crictl => tree.entries.contains_key("usr/bin/crictl"),
-                _ => true,
-            };
-            shipped.then(|| ComponentCtx {
+            shipped.contains(&k).then(|| ComponentCtx {
                 version: c.version.clone(),
             })
         };
@@ -98,26 +103,17 @@ impl TemplateContext {
             .map(|(p, _)| (*p).to_owned())
             .collect();
 
-        let upstream = stack.upstream_version();
-        let mut conflicts = vec![
-            "containerd".to_owned(),
-            "containerd.io".to_owned(),
-            "runc".to_owned(),
-        ];
-        let mut provides = vec![
-            format!("containerd (= {upstream})"),
-            format!("runc (= {})", runc.version.replace('-', "~")),
-        ];
-        if let Some(c) = &cni_plugins {
-            conflicts.push("kubernetes-cni".into());
-            provides.push(format!(
-                "kubernetes-cni (= {})",
-                c.version.replace('-', "~")
-            ));
-        }
-        if let Some(c) = &crictl {
-            conflicts.push("cri-tools".into());
-            provides.push(format!("cri-tools (= {})", c.version.replace('-', "~")));
+        // What the shipped components stand in for, in the table's order.
+        let mut conflicts = Vec::new();
+        let mut provides = Vec::new();
+        for c in &stack.components {
+            if !shipped.contains(&c.kind) {
+                continue;
+            }
+            let spec = c.kind.spec();
+            let version = c.version.replace('-', "~");
+            conflicts.extend(spec.conflicts.iter().map(|p| p.to_string()));
+            provides.extend(spec.provides.iter().map(|p| format!("{p} (= {version})")));
         }
         let cni_bin_dir_rel = stack
             .settings

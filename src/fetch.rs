@@ -8,11 +8,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256 as Hasher};
-
 use crate::artifact::{Artifact, GITHUB};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, IoContext, Result};
+use crate::hash::{sha256_file, Hasher};
 use crate::listener::{Event, Listener};
 use crate::stack::Sha256;
 
@@ -118,7 +117,7 @@ impl Fetcher {
         let cached = self.cached_path(&artifact.sha256);
         let url = self.url(artifact);
         if cached.exists() {
-            if hash_file(&cached)? == artifact.sha256 {
+            if sha256_file(&cached)? == artifact.sha256 {
                 listener.event(Event::CacheHit {
                     name: artifact.file_name.clone(),
                 });
@@ -314,7 +313,7 @@ fn copy_hashing(
         url: url.to_owned(),
         message,
     };
-    let mut hasher = Hasher::new();
+    let mut hasher = Hasher::default();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     let mut window = (std::time::Instant::now(), 0u64);
@@ -361,7 +360,7 @@ fn copy_hashing(
             bytes: total,
         });
     }
-    Ok(Sha256::from_digest(&hasher.finalize()))
+    Ok(hasher.finish().sha256)
 }
 
 fn http_client(limits: &Limits) -> Result<reqwest::blocking::Client> {
@@ -374,14 +373,6 @@ fn http_client(limits: &Limits) -> Result<reqwest::blocking::Client> {
         .redirect(reqwest::redirect::Policy::limited(10))
         .build()
         .map_err(Error::HttpClient)
-}
-
-/// The sha256 of a file, streamed.
-pub fn hash_file(path: &Path) -> Result<Sha256> {
-    let mut f = File::open(path).at(path)?;
-    let mut hasher = Hasher::new();
-    io::copy(&mut f, &mut hasher).at(path)?;
-    Ok(Sha256::from_digest(&hasher.finalize()))
 }
 
 /// reqwest's Display stops at the outermost layer ("error sending request"); the cause

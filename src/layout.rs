@@ -98,11 +98,10 @@ impl FhsTree {
     }
 
     pub fn add_inline(&mut self, path: &str, mode: u32, bytes: Vec<u8>) -> Result<()> {
-        use md5::Digest;
         let node = FileNode {
             mode,
             size: bytes.len() as u64,
-            md5: hex::encode(md5::Md5::digest(&bytes)),
+            md5: crate::hash::md5_hex(&bytes),
             source: Source::Inline(bytes),
             elf: None,
         };

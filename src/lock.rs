@@ -11,7 +11,7 @@ use pgp::composed::CleartextSignedMessage;
 use serde::Serialize;
 
 use crate::arch::DebArch;
-use crate::artifact::Artifact;
+use crate::component::Sums;
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::Fetcher;
 use crate::sign::Keyring;
@@ -20,9 +20,10 @@ use crate::stack::{Component, ComponentKind, Sha256, Stack};
 /// Checksum files and keyrings are small; anything bigger is not one.
 const MAX_SUMS_BYTES: u64 = 1 << 20;
 
-/// Where runc's keyring comes from when none is given: the file at the release's tag.
-pub fn runc_keyring_path(version: &str) -> String {
-    format!("opencontainers/runc/raw/v{version}/runc.keyring")
+/// Where a component's maintainer keyring comes from when none is given: the file at the
+/// root of its repository, at the release's tag (`opencontainers/runc/raw/v1.4.3/runc.keyring`).
+pub fn keyring_path(kind: ComponentKind, version: &str, keyring: &str) -> String {
+    format!("{}/raw/v{version}/{keyring}", kind.spec().repo)
 }
 
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ pub struct LockOptions {
     pub arches: Vec<DebArch>,
     /// `COMPONENT=VERSION` moves: the component's old pins are dropped.
     pub bumps: Vec<(ComponentKind, String)>,
-    /// runc's keyring; `None` fetches [`runc_keyring_path`].
+    /// runc's keyring; `None` fetches it with [`keyring_path`].
     pub runc_keyring: Option<Keyring>,
 }
 
@@ -136,69 +137,45 @@ fn upstream_sums(
     opts: &LockOptions,
     fetcher: &Fetcher,
 ) -> Result<BTreeMap<DebArch, Sha256>> {
+    let spec = component.kind.spec();
+    let v = &component.version;
     let mut out = BTreeMap::new();
-    // runc publishes one signed file for every arch.
-    let runc_sums = match component.kind {
-        ComponentKind::Runc => Some(runc_signed_sums(component, opts, fetcher)?),
-        _ => None,
-    };
-    for &arch in arches {
-        let placeholder = Component {
-            kind: component.kind,
-            version: component.version.clone(),
-            sha256: BTreeMap::from([(arch, Sha256::parse(&"0".repeat(64)).expect("valid"))]),
-        };
-        let artifact = Artifact::for_component(&placeholder, arch).expect("pinned above");
-        let sha = match &runc_sums {
-            Some((text, shown)) => find_sum(text, &artifact.file_name, shown)?,
-            None => {
-                let sums_path = format!("{}.{}", artifact.path, sums_extension(component.kind));
+    match spec.sums {
+        Sums::Beside { suffix } => {
+            for &arch in arches {
+                let asset = spec.asset_name(v, arch.go_arch());
+                let shown = format!("{asset}{suffix}");
+                let sums_path = spec.download_path(v, &shown);
                 let body = fetcher.fetch_unpinned(&sums_path, MAX_SUMS_BYTES)?;
-                let shown = sums_path
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(&sums_path)
-                    .to_owned();
                 let text = String::from_utf8(body).map_err(|_| Error::Fetch {
                     url: sums_path.clone(),
                     message: "checksum file is not UTF-8 text".into(),
                 })?;
-                find_sum(&text, &artifact.file_name, &shown)?
+                out.insert(arch, find_sum(&text, &asset, &shown)?);
             }
-        };
-        out.insert(arch, sha);
+        }
+        Sums::ClearSigned { file, keyring } => {
+            // One signed file for every arch, checked once before any line is believed.
+            let sums_path = spec.download_path(v, file);
+            let fetched;
+            let keyring = match &opts.runc_keyring {
+                Some(k) => k,
+                None => {
+                    let path = keyring_path(component.kind, v, keyring);
+                    let bytes = fetcher.fetch_unpinned(&path, MAX_SUMS_BYTES)?;
+                    fetched = Keyring::parse(&bytes, &path)?;
+                    &fetched
+                }
+            };
+            let signed = fetcher.fetch_unpinned(&sums_path, MAX_SUMS_BYTES)?;
+            let text = verify_clearsigned(&signed, keyring, file)?;
+            for &arch in arches {
+                let asset = spec.asset_name(v, arch.go_arch());
+                out.insert(arch, find_sum(&text, &asset, file)?);
+            }
+        }
     }
     Ok(out)
-}
-
-fn sums_extension(kind: ComponentKind) -> &'static str {
-    match kind {
-        ComponentKind::Containerd => "sha256sum",
-        _ => "sha256",
-    }
-}
-
-/// The verified text of runc's clear-signed `runc.sha256sum`, and its name for errors.
-fn runc_signed_sums(
-    component: &Component,
-    opts: &LockOptions,
-    fetcher: &Fetcher,
-) -> Result<(String, String)> {
-    let v = &component.version;
-    let sums_path = format!("opencontainers/runc/releases/download/v{v}/runc.sha256sum");
-    let fetched;
-    let keyring = match &opts.runc_keyring {
-        Some(k) => k,
-        None => {
-            let path = runc_keyring_path(v);
-            let bytes = fetcher.fetch_unpinned(&path, MAX_SUMS_BYTES)?;
-            fetched = Keyring::parse(&bytes, &path)?;
-            &fetched
-        }
-    };
-    let signed = fetcher.fetch_unpinned(&sums_path, MAX_SUMS_BYTES)?;
-    let text = verify_clearsigned(&signed, keyring, "runc.sha256sum")?;
-    Ok((text, "runc.sha256sum".into()))
 }
 
 /// Checks a clear-signed message against every key (primary and subkeys) of `keyring` and

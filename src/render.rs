@@ -147,15 +147,12 @@ impl Renderer {
 
     /// A hash of the text of every template in use, for build caches keyed by their inputs.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
-        let mut h = sha2::Sha256::new();
-        for (name, (_, text)) in &self.sources {
-            h.update(name.as_bytes());
-            h.update([0]);
-            h.update(text.as_bytes());
-            h.update([0]);
-        }
-        hex::encode(h.finalize())
+        let parts: Vec<&[u8]> = self
+            .sources
+            .iter()
+            .flat_map(|(name, (_, text))| [name.as_bytes(), text.as_bytes()])
+            .collect();
+        crate::hash::key(&parts)
     }
 }
 

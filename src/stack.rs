@@ -2,7 +2,6 @@
 //! is validated here, so the rest of the pipeline works on values that are known good.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Component as PathComponent, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -14,77 +13,9 @@ use crate::error::{Error, IoContext, Result};
 /// `--version` names its versions.
 pub const DEFAULT_STACK: &str = include_str!("../stack.toml");
 
-/// The four upstream projects a stack is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(into = "&'static str")]
-pub enum ComponentKind {
-    Containerd,
-    Runc,
-    CniPlugins,
-    Crictl,
-}
+pub use crate::component::ComponentKind;
 
-impl ComponentKind {
-    pub const ALL: [ComponentKind; 4] = [
-        ComponentKind::Containerd,
-        ComponentKind::Runc,
-        ComponentKind::CniPlugins,
-        ComponentKind::Crictl,
-    ];
-
-    /// The key under `[components]`.
-    pub fn key(self) -> &'static str {
-        match self {
-            ComponentKind::Containerd => "containerd",
-            ComponentKind::Runc => "runc",
-            ComponentKind::CniPlugins => "cni-plugins",
-            ComponentKind::Crictl => "crictl",
-        }
-    }
-
-    pub fn required(self) -> bool {
-        matches!(self, ComponentKind::Containerd | ComponentKind::Runc)
-    }
-}
-
-impl From<ComponentKind> for &'static str {
-    fn from(k: ComponentKind) -> Self {
-        k.key()
-    }
-}
-
-impl fmt::Display for ComponentKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.key())
-    }
-}
-
-/// A lowercase hex SHA-256 digest.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct Sha256(String);
-
-impl Sha256 {
-    pub fn parse(s: &str) -> Option<Sha256> {
-        (s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then(|| Sha256(s.to_owned()))
-    }
-
-    pub fn from_digest(bytes: &[u8]) -> Sha256 {
-        Sha256(hex::encode(bytes))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sha256 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::hash::Sha256;
 
 /// One pinned upstream component.
 #[derive(Debug, Clone, Serialize)]

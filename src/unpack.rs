@@ -42,15 +42,11 @@ pub fn unpack(
 ) -> Result<Vec<StagedProgram>> {
     fs::create_dir_all(staging).at(staging)?;
     match artifact.packing {
-        Packing::Bare => {
+        Packing::Bare { installed_as } => {
             let path = staging.join(&artifact.file_name);
             let size = fs::copy(asset, &path).at(&path)?;
-            let name = match artifact.component {
-                crate::stack::ComponentKind::Runc => "runc".to_owned(),
-                _ => artifact.file_name.clone(),
-            };
             Ok(vec![StagedProgram {
-                name,
+                name: installed_as.to_owned(),
                 entry: artifact.file_name.clone(),
                 path,
                 size,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use containerd_stack::artifact::{Pick, CONTAINERD_PROGRAMS};
+use containerd_stack::component::{Pick, CONTAINERD_PROGRAMS};
 use containerd_stack::unpack::{unpack_tar_gz, StagedProgram};
 use tar::{EntryType, Header};
 use tempfile::TempDir;

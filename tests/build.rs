@@ -6,7 +6,6 @@ use std::process::Command;
 
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::deb::read::{read_deb, DebContents};
-use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::{Quiet, Recorder};
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{build, BuildOptions, BuiltDeb, DebArch, Stack};
@@ -39,18 +38,13 @@ impl Fixture {
 
     fn opts(&self, arch: DebArch, tag: &str) -> BuildOptions {
         BuildOptions {
-            arches: vec![arch],
-            out_dir: self.dir.path().join(format!("out-{tag}")),
-            fetch: FetchOptions {
-                mirror: Some(self.mirror.url()),
-                cache_dir: self.dir.path().join(format!("cache-{tag}")),
-                offline: false,
-            },
-            compression: Compression::Xz,
-            level: 6,
-            source_date_epoch: None,
             threads: 2,
-            signer: None,
+            ..BuildOptions::new(
+                vec![arch],
+                self.dir.path().join(format!("out-{tag}")),
+                Some(self.mirror.url()),
+                self.dir.path().join(format!("cache-{tag}")),
+            )
         }
     }
 

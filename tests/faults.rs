@@ -196,7 +196,7 @@ fn a_corrupt_cache_entry_is_detected_and_fetched_again() {
     assert_eq!(again, cached);
     assert_eq!(f.mirror.count(&f.path()), 2);
     assert_eq!(
-        containerd_stack::fetch::hash_file(&again).unwrap(),
+        containerd_stack::hash::sha256_file(&again).unwrap(),
         f.artifact.sha256
     );
 }

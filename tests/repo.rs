@@ -11,7 +11,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_stack::deb::compress::Compression;
-use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::{Event, Quiet, Recorder};
 use containerd_stack::repo::release::{cleartext, Release};
 use containerd_stack::repo::{self, Plan, PublishOptions, Step};
@@ -53,18 +52,15 @@ fn debs() -> &'static Debs {
             let stack = Stack::parse(&text, Path::new("stack.toml")).unwrap();
             let tag = format!("{revision}-{arch}-{epoch}");
             let opts = BuildOptions {
-                arches: vec![arch],
-                out_dir: dir.join(format!("out-{tag}")),
-                fetch: FetchOptions {
-                    mirror: Some(mirror.url()),
-                    cache_dir: dir.join(format!("cache-{tag}")),
-                    offline: false,
-                },
                 compression: Compression::Gzip,
-                level: 6,
                 source_date_epoch: Some(epoch),
                 threads: 1,
-                signer: None,
+                ..BuildOptions::new(
+                    vec![arch],
+                    dir.join(format!("out-{tag}")),
+                    Some(mirror.url()),
+                    dir.join(format!("cache-{tag}")),
+                )
             };
             let mut built = build(&stack, &opts, &Quiet).unwrap();
             built.remove(0).path

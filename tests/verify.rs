@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::deb::read::read_deb;
-use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::Quiet;
 use containerd_stack::sign::Keyring;
 use containerd_stack::sign::{generate, GeneratedKey, KeyAlgorithm, Signer};
@@ -51,18 +50,15 @@ fn signed_deb_with(key: GeneratedKey) -> Signed {
     )
     .unwrap();
     let opts = BuildOptions {
-        arches: vec![DebArch::Amd64],
-        out_dir: dir.path().join("out"),
-        fetch: FetchOptions {
-            mirror: Some(mirror.url()),
-            cache_dir: dir.path().join("cache"),
-            offline: false,
-        },
         compression: Compression::Gzip,
-        level: 6,
         source_date_epoch: Some(1_750_000_000),
-        threads: 2,
         signer: Some(std::sync::Arc::new(signer)),
+        ..BuildOptions::new(
+            vec![DebArch::Amd64],
+            dir.path().join("out"),
+            Some(mirror.url()),
+            dir.path().join("cache"),
+        )
     };
     let deb = build(&stack, &opts, &Quiet).unwrap().remove(0).path;
     Signed {

@@ -49,10 +49,11 @@ pub fn run(args: Args) -> Result<()> {
         let (name, version) = b
             .split_once('=')
             .with_context(|| format!("--bump {b}: expected COMPONENT=VERSION"))?;
-        let kind = ComponentKind::ALL
-            .into_iter()
-            .find(|k| k.key() == name)
-            .with_context(|| format!("--bump {b}: unknown component {name:?} (containerd, runc, cni-plugins, crictl)"))?;
+        let kind = ComponentKind::from_key(name).with_context(|| {
+            format!(
+                "--bump {b}: unknown component {name:?} (containerd, runc, cni-plugins, crictl)"
+            )
+        })?;
         bumps.push((kind, version.to_owned()));
     }
     let runc_keyring = match &args.runc_keyring {

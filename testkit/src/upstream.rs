@@ -190,7 +190,11 @@ impl FakeRelease {
         let sums = dir.join("runc.sha256sum");
         let text = fs::read_to_string(&sums).unwrap();
         fs::write(&sums, crate::openpgp::clearsign(key, &text)).unwrap();
-        let keyring_path = self.root.join(containerd_stack::lock::runc_keyring_path(v));
+        let keyring_path = self.root.join(containerd_stack::lock::keyring_path(
+            ComponentKind::Runc,
+            v,
+            "runc.keyring",
+        ));
         fs::create_dir_all(keyring_path.parent().unwrap()).unwrap();
         fs::write(keyring_path, keyring).unwrap();
     }

@@ -11,7 +11,6 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use containerd_stack::build::Reuse;
 use containerd_stack::deb::compress::Compression;
-use containerd_stack::fetch::FetchOptions;
 use containerd_stack::listener::Quiet;
 use containerd_stack::{build, BuildOptions, DebArch, Stack};
 use serde::Serialize;
@@ -79,18 +78,13 @@ pub fn run(args: Args) -> Result<()> {
     let stack = Stack::load(&release.stack)?;
     let mirror = format!("file://{}", release.mirror_root.display());
     let opts = |tag: &str| BuildOptions {
-        arches: vec![DebArch::Amd64],
-        out_dir: work.path().join(format!("out-{tag}")),
-        fetch: FetchOptions {
-            mirror: Some(mirror.clone()),
-            cache_dir: work.path().join(format!("cache-{tag}")),
-            offline: false,
-        },
-        compression: Compression::Xz,
-        level: 6,
-        source_date_epoch: None,
         threads: cores as u32,
-        signer: None,
+        ..BuildOptions::new(
+            vec![DebArch::Amd64],
+            work.path().join(format!("out-{tag}")),
+            Some(mirror.clone()),
+            work.path().join(format!("cache-{tag}")),
+        )
     };
 
     // Peak memory of a whole cold build, in a child process that reports its own.
@@ -309,18 +303,14 @@ fn timeline_row(stack: &Stack, mirror_root: &Path, work: &Path) -> Result<Row> {
     let mirror = testkit::mirror::Mirror::serve(mirror_root);
     mirror.throttle(LINK_BYTES_PER_SECOND);
     let opts = BuildOptions {
-        arches: vec![DebArch::Amd64],
-        out_dir: work.join("out-timeline"),
-        fetch: FetchOptions {
-            mirror: Some(mirror.url()),
-            cache_dir: work.join("cache-timeline"),
-            offline: false,
-        },
         compression: Compression::Zstd,
         level: 3,
-        source_date_epoch: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
-        signer: None,
+        ..BuildOptions::new(
+            vec![DebArch::Amd64],
+            work.join("out-timeline"),
+            Some(mirror.url()),
+            work.join("cache-timeline"),
+        )
     };
     let timeline = Timeline::new();
     build(stack, &opts, &timeline)?;

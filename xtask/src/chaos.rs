@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use containerd_stack::fetch::hash_file;
+use containerd_stack::hash::sha256_file;
 use containerd_stack::verify::verify_deb;
 use containerd_stack::DebArch;
 
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> Result<()> {
     let cold = start.elapsed();
     let reference =
         only_package(&work.path().join("out-ref"))?.context("reference build made nothing")?;
-    let reference_hash = hash_file(&reference)?;
+    let reference_hash = sha256_file(&reference)?;
     println!("ok  reference build: {:.1}s", cold.as_secs_f64());
 
     let seed = args.seed.unwrap_or_else(|| {
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> Result<()> {
     process::run(&mut build_cmd(&cache, &out)?)?;
     let after = only_package(&out)?.context("the build after the kills made nothing")?;
     ensure!(
-        hash_file(&after)? == reference_hash,
+        sha256_file(&after)? == reference_hash,
         "the build after the kills differs from the reference"
     );
     println!("ok  the next build succeeds and is byte-identical to the reference");
@@ -110,7 +110,7 @@ pub fn run(args: Args) -> Result<()> {
     for dir in ["out-a", "out-b"] {
         let p = only_package(&work.path().join(dir))?.context("a concurrent build made nothing")?;
         ensure!(
-            hash_file(&p)? == reference_hash,
+            sha256_file(&p)? == reference_hash,
             "{}: differs from the reference",
             p.display()
         );
@@ -200,7 +200,7 @@ fn check_cache(cache: &Path) -> Result<()> {
                 .to_string_lossy()
                 .into_owned();
             ensure!(
-                hash_file(&p)?.as_str() == name,
+                sha256_file(&p)?.as_str() == name,
                 "{}: cache entry does not match its name",
                 p.display()
             );

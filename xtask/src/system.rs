@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use clap::Parser;
 use containerd_stack::artifact::Artifact;
 use containerd_stack::deb::compress::Compression;
-use containerd_stack::fetch::hash_file;
+use containerd_stack::hash::sha256_file;
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
@@ -390,7 +390,7 @@ fn dpkg_deb(
     let tree = work.join("extracted");
     process::run(Command::new("dpkg-deb").arg("-x").arg(&deb.path).arg(&tree))?;
     for (path, sha) in &programs {
-        let got = hash_file(&tree.join(path))?;
+        let got = sha256_file(&tree.join(path))?;
         ensure!(
             got.as_str() == sha,
             "dpkg-deb -x: /{path} has sha256 {got}, expected {sha} (the upstream program, unmodified)"

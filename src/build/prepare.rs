@@ -1,0 +1,318 @@
+//! Deciding a package, before a byte of it is written: the assets' analysis (cached by
+//! their hashes), the tree of every installed file with its mode, md5 and source, the
+//! rendered files, scripts and control file, the keys of what the build cache may hold
+//! for it, and then what of it the cache already holds. `--dry-run` shows the first half.
+
+use serde::Serialize;
+
+use crate::arch::DebArch;
+use crate::artifact::Artifact;
+use crate::cache::{Blob, BuildCache};
+use crate::context::{control_paragraph, TemplateContext};
+use crate::deb::compress::gzip_bytes;
+use crate::deb::{ControlFiles, DebWriter};
+use crate::error::Result;
+use crate::fetch::Fetcher;
+use crate::hash::{self, sha256_file, Sha256};
+use crate::layout::{FhsTree, FileNode, Node, Source};
+use crate::listener::{Event, Listener};
+use crate::render::{rfc2822, Renderer};
+use crate::stack::{ComponentKind, Stack};
+
+use super::analysis::{analyse, Analysis};
+use super::staging::Staging;
+use super::{artifacts, BuildOptions, CACHE_SCHEMA, CONTROL_EXTRAS, MAINTAINER_SCRIPTS};
+
+/// A file rendered from a template into the data tree.
+struct Rendered {
+    template: &'static str,
+    /// Where it is installed, relative to `/`; `{package}` is the package's name.
+    path: &'static str,
+    /// Shipped only when this component is.
+    with: Option<ComponentKind>,
+    /// Stored gzipped (without a timestamp), under `path`.
+    gzip: bool,
+}
+
+/// Every rendered file of the data tree. The maintainer scripts and control files are
+/// [`MAINTAINER_SCRIPTS`] and [`CONTROL_EXTRAS`]; an empty lintian-overrides is left out.
+const RENDERED: &[Rendered] = &[
+    Rendered {
+        template: "containerd.service",
+        path: "lib/systemd/system/containerd.service",
+        with: None,
+        gzip: false,
+    },
+    Rendered {
+        template: "crictl.yaml",
+        path: "etc/crictl.yaml",
+        with: Some(ComponentKind::Crictl),
+        gzip: false,
+    },
+    Rendered {
+        template: "10-containerd-net.conflist",
+        path: "etc/cni/net.d/10-containerd-net.conflist",
+        with: Some(ComponentKind::CniPlugins),
+        gzip: false,
+    },
+    Rendered {
+        template: "copyright",
+        path: "usr/share/doc/{package}/copyright",
+        with: None,
+        gzip: false,
+    },
+    Rendered {
+        template: "changelog",
+        path: "usr/share/doc/{package}/changelog.Debian.gz",
+        with: None,
+        gzip: true,
+    },
+    Rendered {
+        template: "lintian-overrides",
+        path: "usr/share/lintian/overrides/{package}",
+        with: None,
+        gzip: false,
+    },
+];
+
+/// A package ready to be written: its tree, control file and scripts, all decided. This is
+/// what `--dry-run` shows.
+#[derive(Debug, Serialize)]
+pub struct PreparedPackage {
+    pub arch: DebArch,
+    pub file_name: String,
+    pub control: String,
+    pub mtime: u64,
+    pub tree: FhsTree,
+    #[serde(skip)]
+    pub scripts: Vec<(String, String)>,
+    #[serde(skip)]
+    pub extra: Vec<(String, String)>,
+    #[serde(skip)]
+    pub(crate) inputs: Inputs,
+}
+
+/// What writing the package needs besides what it shows.
+#[derive(Debug)]
+pub(crate) struct Inputs {
+    pub(crate) artifacts: Vec<Artifact>,
+    /// Holds the staged upstream files the tree points at.
+    pub(crate) staging: Staging,
+    /// The compressed control member: small, and part of the package's key.
+    pub(crate) control_member: Vec<u8>,
+    /// The build cache's key of the compressed data member.
+    pub(crate) data_key: String,
+    /// …and of the finished package.
+    pub(crate) package_key: String,
+}
+
+/// What the build cache already holds of a prepared package.
+pub(crate) enum Reusable {
+    /// The package in `--out` is the one these inputs make, proven by its hash.
+    Package(Sha256),
+    /// The compressed data member.
+    DataMember(Blob),
+    /// Nothing: the data member is compressed, from staged files.
+    Nothing,
+}
+
+/// The writer every member of the package is made with; `threads` changes speed only.
+pub(crate) fn deb_writer(opts: &BuildOptions, mtime: u64, threads: u32) -> DebWriter {
+    DebWriter {
+        compression: opts.compression,
+        level: opts.level,
+        threads,
+        mtime,
+    }
+}
+
+pub(crate) fn prepare(
+    stack: &Stack,
+    arch: DebArch,
+    opts: &BuildOptions,
+    fetcher: &Fetcher,
+    renderer: &Renderer,
+    listener: &dyn Listener,
+) -> Result<PreparedPackage> {
+    let artifacts = artifacts(stack, arch, listener)?;
+    let cache = BuildCache::new(fetcher.cache_dir());
+    let staging = Staging::new(fetcher.cache_dir(), arch)?;
+
+    let mut key_parts: Vec<Vec<u8>> = vec![
+        CACHE_SCHEMA.into(),
+        arch.as_str().into(),
+        stack.settings.cni_bin_dir.clone().into(),
+    ];
+    for a in &artifacts {
+        key_parts.push(format!("{}\0{}\0{}", a.component, a.file_name, a.sha256).into());
+    }
+    let analysis_key = hash::key(&key_parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    let analysis = match cache.record::<Analysis>("analysis", &analysis_key) {
+        Some(a) => a,
+        None => {
+            let cni_bin_dir = &stack.settings.cni_bin_dir;
+            let a = analyse(arch, &artifacts, cni_bin_dir, &staging, fetcher, listener)?;
+            cache.store_record("analysis", &analysis_key, &a)?;
+            a
+        }
+    };
+    let mtime = opts.source_date_epoch.or(analysis.mtime).unwrap_or(0);
+
+    let mut tree = FhsTree::default();
+    for p in &analysis.programs {
+        let node = FileNode {
+            mode: 0o755,
+            size: p.size,
+            md5: p.md5.clone(),
+            source: Source::Staged {
+                path: staging.path().join(&p.staged),
+                origin: p.origin.clone(),
+            },
+            elf: Some(p.elf.clone()),
+        };
+        tree.add_file(&p.dest, node)?;
+    }
+
+    let shipped: Vec<ComponentKind> = artifacts.iter().map(|a| a.component).collect();
+    let ctx = TemplateContext::new(stack, arch, &tree, &shipped)?;
+    let dated = TemplateContext {
+        date: rfc2822(mtime),
+        ..ctx.clone()
+    };
+    for r in RENDERED {
+        if r.with.is_some_and(|c| !shipped.contains(&c)) {
+            continue;
+        }
+        let text = renderer.render(r.template, &dated)?;
+        if r.template == "lintian-overrides" && text.trim().is_empty() {
+            continue;
+        }
+        let bytes = match r.gzip {
+            true => gzip_bytes(text.as_bytes()),
+            false => text.into_bytes(),
+        };
+        let path = r.path.replace("{package}", &stack.package.name);
+        tree.add_inline(&path, 0o644, bytes)?;
+    }
+
+    let mut scripts = Vec::new();
+    for name in MAINTAINER_SCRIPTS {
+        if renderer.has(name) {
+            scripts.push((name.to_string(), renderer.render(name, &ctx)?));
+        }
+    }
+    let mut extra = Vec::new();
+    for name in CONTROL_EXTRAS {
+        if renderer.has(name) {
+            extra.push((name.to_string(), renderer.render(name, &ctx)?));
+        }
+    }
+
+    // The control file is rendered last: Installed-Size covers the whole tree.
+    let ctx = TemplateContext {
+        installed_size: tree.installed_size_kib(),
+        ..ctx
+    };
+    let control = control_paragraph(&renderer.render("control", &ctx)?);
+
+    let file_name = format!(
+        "{}_{}_{}.deb",
+        stack.package.name,
+        stack.deb_version().replace(':', "%3a"),
+        arch
+    );
+    let writer = deb_writer(opts, mtime, 1);
+    let control_member = writer.write_control(
+        &ControlFiles {
+            control: &control,
+            conffiles: &tree.conffiles(),
+            scripts: &scripts,
+            extra: &extra,
+        },
+        &tree.md5sums(),
+    )?;
+    let data_key = data_key(&analysis_key, &tree, &writer);
+    let signer = opts
+        .signer
+        .as_ref()
+        .map(|s| s.fingerprint())
+        .unwrap_or_default();
+    let package_key = hash::key(&[
+        data_key.as_bytes(),
+        &control_member,
+        renderer.fingerprint().as_bytes(),
+        signer.as_bytes(),
+    ]);
+    Ok(PreparedPackage {
+        arch,
+        file_name,
+        control,
+        mtime,
+        tree,
+        scripts,
+        extra,
+        inputs: Inputs {
+            artifacts,
+            staging,
+            control_member,
+            data_key,
+            package_key,
+        },
+    })
+}
+
+/// What of `prepared` the cache holds; when the data member must be compressed, the
+/// upstream files are staged for it (an analysis from the cache staged nothing).
+pub(crate) fn reusable(
+    prepared: &PreparedPackage,
+    opts: &BuildOptions,
+    fetcher: &Fetcher,
+    listener: &dyn Listener,
+) -> Result<Reusable> {
+    let cache = BuildCache::new(fetcher.cache_dir());
+    let inputs = &prepared.inputs;
+    let out = opts.out_dir.join(&prepared.file_name);
+    if let Some(recorded) = cache.record::<String>("packages", &inputs.package_key) {
+        if out.exists() {
+            let sha256 = sha256_file(&out)?;
+            if sha256.as_str() == recorded {
+                listener.event(Event::Step(format!("{} is up to date", prepared.file_name)));
+                return Ok(Reusable::Package(sha256));
+            }
+        }
+    }
+    if let Some(blob) = cache.blob(&data_member_kind(opts), &inputs.data_key)? {
+        return Ok(Reusable::DataMember(blob));
+    }
+    inputs
+        .staging
+        .ensure(&inputs.artifacts, fetcher, listener)?;
+    Ok(Reusable::Nothing)
+}
+
+/// The build cache's directory of data members compressed like `opts` says.
+pub(crate) fn data_member_kind(opts: &BuildOptions) -> String {
+    format!("data-{}", opts.compression.extension())
+}
+
+/// The key of a data member: the assets' analysis plus every path, mode and md5 of the tree,
+/// the one mtime, and how it is compressed.
+fn data_key(analysis_key: &str, tree: &FhsTree, writer: &DebWriter) -> String {
+    let mut listing = String::new();
+    for (path, node) in &tree.entries {
+        match node {
+            Node::Dir => listing.push_str(&format!("d {path}\n")),
+            Node::File(f) => {
+                listing.push_str(&format!("f {path} {:o} {} {}\n", f.mode, f.size, f.md5))
+            }
+        }
+    }
+    hash::key(&[
+        CACHE_SCHEMA.as_bytes(),
+        analysis_key.as_bytes(),
+        listing.as_bytes(),
+        &writer.mtime.to_le_bytes(),
+        writer.compression.extension().as_bytes(),
+        &writer.level.to_le_bytes(),
+    ])
+}

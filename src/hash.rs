@@ -1,0 +1,151 @@
+//! The hashes the pipeline takes, in one place: sha256 pins and cache entries, the md5s
+//! dpkg's `md5sums` lists, the sha256/md5 of a repository's packages, and the keys of the
+//! build cache. Files are always read in pieces, never held whole.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use md5::Md5;
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::error::{IoContext, Result};
+
+/// A lowercase hex SHA-256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Sha256(String);
+
+impl Sha256 {
+    pub fn parse(s: &str) -> Option<Sha256> {
+        (s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then(|| Sha256(s.to_owned()))
+    }
+
+    pub fn of(bytes: &[u8]) -> Sha256 {
+        Sha256(hex::encode(sha2::Sha256::digest(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The sha256 of a file.
+pub fn sha256_file(path: &Path) -> Result<Sha256> {
+    Ok(Hashes::of_file(path)?.sha256)
+}
+
+/// The hex md5 of a file.
+pub fn md5_file(path: &Path) -> Result<String> {
+    Ok(Hashes::of_file(path)?.md5)
+}
+
+/// The hex md5 of `bytes`.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex::encode(Md5::digest(bytes))
+}
+
+/// The hex sha512 of `bytes`.
+pub fn sha512_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha512::digest(bytes))
+}
+
+/// A key over `parts`, each length-prefixed so that no two lists of parts collide.
+pub fn key(parts: &[&[u8]]) -> String {
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The size, md5 and sha256 of a stream, taken in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashes {
+    pub size: u64,
+    pub md5: String,
+    pub sha256: Sha256,
+}
+
+impl Hashes {
+    pub fn of_reader(mut r: impl Read) -> io::Result<Hashes> {
+        let mut h = Hasher::default();
+        io::copy(&mut r, &mut h)?;
+        Ok(h.finish())
+    }
+
+    pub fn of_file(path: &Path) -> Result<Hashes> {
+        let file = File::open(path).at(path)?;
+        Hashes::of_reader(file).at(path)
+    }
+}
+
+/// Hashes what is written to it; [`Hasher::finish`] gives the [`Hashes`].
+#[derive(Default)]
+pub struct Hasher {
+    size: u64,
+    md5: Md5,
+    sha256: sha2::Sha256,
+}
+
+impl Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        self.md5.update(bytes);
+        self.sha256.update(bytes);
+    }
+
+    pub fn finish(self) -> Hashes {
+        Hashes {
+            size: self.size,
+            md5: hex::encode(self.md5.finalize()),
+            sha256: Sha256(hex::encode(self.sha256.finalize())),
+        }
+    }
+}
+
+impl Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digests() {
+        let h = Hashes::of_reader(&b"abc"[..]).unwrap();
+        assert_eq!(h.size, 3);
+        assert_eq!(h.md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(
+            h.sha256.as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Sha256::of(b"abc"), h.sha256);
+        assert_eq!(md5_hex(b"abc"), h.md5);
+    }
+
+    #[test]
+    fn keys_separate_their_parts() {
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_eq!(key(&[b"x"]), key(&[b"x"]));
+    }
+}
