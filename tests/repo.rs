@@ -14,12 +14,12 @@ use containerd_stack::deb::compress::Compression;
 use containerd_stack::listener::{Event, Quiet, Recorder};
 use containerd_stack::repo::release::{cleartext, Release};
 use containerd_stack::repo::{self, Plan, PublishOptions, Step};
-use containerd_stack::sign::{generate, KeyAlgorithm, Signer};
+use containerd_stack::sign::Signer;
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{build, BuildOptions, DebArch, Stack};
 use sha2::{Digest, Sha256, Sha512};
 use tempfile::TempDir;
-use testkit::{FakeRelease, Mirror};
+use testkit::{openpgp, FakeRelease, Mirror};
 
 const POOL: &str = "pool/main/c/containerd-stack";
 
@@ -87,24 +87,11 @@ struct Key {
 
 fn key(name: &str) -> Key {
     let dir = TempDir::new().unwrap();
-    let k = generate(
-        &format!("{name} <{name}@example.org>"),
-        KeyAlgorithm::Ed25519,
-        None,
-        (now() - 3600) as u32,
-    )
-    .unwrap();
+    let (k, signer) = openpgp::signer(&format!("{name} <{name}@example.org>"), now() - 3600);
     let keyring = dir.path().join(format!("{name}.gpg"));
     let armored = dir.path().join(format!("{name}.asc"));
     fs::write(&keyring, &k.public_binary).unwrap();
     fs::write(&armored, &k.public_armored).unwrap();
-    let signer = Signer::load(
-        k.secret_armored.as_bytes(),
-        None,
-        Path::new(&format!("{name}.secret.asc")),
-        now(),
-    )
-    .unwrap();
     Key {
         signer,
         keyring,

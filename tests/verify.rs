@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::deb::read::read_deb;
 use containerd_stack::listener::Quiet;
-use containerd_stack::sign::Keyring;
-use containerd_stack::sign::{generate, GeneratedKey, KeyAlgorithm, Signer};
+use containerd_stack::sign::{GeneratedKey, Keyring, Signer};
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::verify::{verify_deb, Signature};
 use containerd_stack::{build, BuildOptions, DebArch, Stack};
 use proptest::prelude::*;
 use tempfile::TempDir;
-use testkit::{FakeRelease, Mirror};
+use testkit::{openpgp, FakeRelease, Mirror};
 
 struct Signed {
     dir: TempDir,
@@ -23,16 +22,10 @@ struct Signed {
 }
 
 fn signed_deb() -> Signed {
-    let key = generate(
-        "Packager <p@example.org>",
-        KeyAlgorithm::Ed25519,
-        None,
-        1_700_000_000,
-    )
-    .unwrap();
-    signed_deb_with(key)
+    signed_deb_with(openpgp::signer("Packager <p@example.org>", 1_700_000_000).0)
 }
 
+/// A package signed by `key`, as `build-deb --sign-key` loads it.
 fn signed_deb_with(key: GeneratedKey) -> Signed {
     let dir = TempDir::new().unwrap();
     let release = FakeRelease::write(&dir.path().join("mirror"), &[DebArch::Amd64]);
@@ -135,20 +128,13 @@ fn same_key_and_inputs_give_byte_identical_signed_packages() {
 }
 
 thread_local! {
-    static KEY: GeneratedKey =
-        generate("Packager <p@example.org>", KeyAlgorithm::Ed25519, None, 1_700_000_000).unwrap();
+    static KEY: GeneratedKey = openpgp::signer("Packager <p@example.org>", 1_700_000_000).0;
 }
 
 #[test]
 fn signature_by_another_key_is_bad() {
     let s = signed_deb();
-    let other = generate(
-        "Other <o@example.org>",
-        KeyAlgorithm::Ed25519,
-        None,
-        1_700_000_000,
-    )
-    .unwrap();
+    let (other, _) = openpgp::signer("Other <o@example.org>", 1_700_000_000);
     let e = one_line(verify_deb(
         &s.deb,
         Some(&Keyring::parse(&other.public_binary, "other.gpg").unwrap()),
@@ -277,20 +263,7 @@ fn keys_that_cannot_sign_are_refused_naming_the_file() {
 fn repo_publish_refuses_truncated_corrupt_and_foreign_files_in_one_line() {
     use containerd_stack::repo::{publish, PublishOptions};
     let s = signed_deb();
-    let key = generate(
-        "Repo <r@example.org>",
-        KeyAlgorithm::Ed25519,
-        None,
-        1_700_000_000,
-    )
-    .unwrap();
-    let signer = Signer::load(
-        key.secret_armored.as_bytes(),
-        None,
-        Path::new("k.asc"),
-        1_800_000_000,
-    )
-    .unwrap();
+    let (_, signer) = openpgp::signer("Repo <r@example.org>", 1_700_000_000);
     let bytes = std::fs::read(&s.deb).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", bytes[..bytes.len() / 3].to_vec()),

@@ -1,10 +1,23 @@
-//! Throwaway OpenPGP keys for tests: a maintainer key that clear-signs checksum files the
-//! way runc's release process does.
+//! Throwaway OpenPGP keys for tests: signing keys made by the library, and a maintainer
+//! key that clear-signs checksum files the way runc's release process does.
 
 use pgp::composed::{
     ArmorOptions, CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedSecretKey,
 };
 use pgp::types::Password;
+use std::path::Path;
+
+use containerd_stack::sign::{generate, GeneratedKey, KeyAlgorithm, Signer};
+
+/// A fresh signing key for `uid` made by the library (Ed25519, as `keygen` makes it),
+/// created at `created` (Unix seconds), and the [`Signer`] loaded from its armoured secret.
+pub fn signer(uid: &str, created: u64) -> (GeneratedKey, Signer) {
+    let at = u32::try_from(created).expect("a creation time before 2106");
+    let key = generate(uid, KeyAlgorithm::Ed25519, None, at).expect("key generation");
+    let signer = Signer::load(key.secret_armored.as_bytes(), None, Path::new(uid), created)
+        .expect("a generated key loads");
+    (key, signer)
+}
 
 /// A fresh Ed25519 (legacy, v4) signing key for `uid`.
 pub fn test_key(uid: &str) -> SignedSecretKey {

@@ -449,24 +449,12 @@ fn finish(report: Report, out_dir: &Path) -> Result<()> {
 /// over the same files, then one more package into that repository, signing included.
 fn repo_rows(work: &Path, runs: usize) -> Result<Vec<Row>> {
     use containerd_stack::repo::{publish, PublishOptions};
-    use containerd_stack::sign::{generate, KeyAlgorithm, Signer};
     require_tool("apt-ftparchive", "apt-utils")?;
     let debs_dir = work.join("debs");
     std::fs::create_dir_all(&debs_dir)?;
     let debs = synthetic_debs(&debs_dir, 1001)?;
     let (thousand, extra) = debs.split_at(1000);
-    let key = generate(
-        "bench <bench@example.org>",
-        KeyAlgorithm::Ed25519,
-        None,
-        1_700_000_000,
-    )?;
-    let signer = Signer::load(
-        key.secret_armored.as_bytes(),
-        None,
-        Path::new("bench key"),
-        1_700_000_000,
-    )?;
+    let (_, signer) = testkit::openpgp::signer("bench <bench@example.org>", 1_700_000_000);
     let now = || crate::now();
 
     let mut anchor = Vec::new();

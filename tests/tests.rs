@@ -1,0 +1,13 @@
+//! The integration tests, as one test binary (one link of reqwest, rustls and pgp instead
+//! of one per file): the pipeline against a loopback HTTP mirror serving generated
+//! releases in upstream's exact paths, a misbehaving network, hostile archives, `lock`,
+//! the postinst's config editing against real `containerd config default` outputs,
+//! signing and `verify`, and the apt repository judged by the real gpgv and apt-get.
+
+mod archives;
+mod build;
+mod config_gen;
+mod faults;
+mod lock;
+mod repo;
+mod verify;
