@@ -81,15 +81,19 @@ pub fn parse_paragraph(text: &str) -> BTreeMap<String, String> {
     fields
 }
 
-pub fn read_deb(path: &Path) -> Result<DebContents> {
-    let shown = path.display().to_string();
-    let bad = |entry: &str, message: String| Error::Archive {
-        archive: shown.clone(),
+/// How errors about the package `shown` name the member or entry at fault.
+fn archive_error(shown: &str) -> impl Fn(&str, String) -> Error + '_ {
+    move |entry, message| Error::Archive {
+        archive: shown.to_owned(),
         entry: entry.to_owned(),
         message,
-    };
-    let file = File::open(path).at(path)?;
-    let mut ar = ar::Archive::new(BufReader::new(file));
+    }
+}
+
+pub fn read_deb(path: &Path) -> Result<DebContents> {
+    let shown = path.display().to_string();
+    let bad = archive_error(&shown);
+    let mut ar = ar::Archive::new(BufReader::new(File::open(path).at(path)?));
     let mut out = DebContents {
         members: Vec::new(),
         debian_binary: Vec::new(),
@@ -144,11 +148,7 @@ pub fn read_deb(path: &Path) -> Result<DebContents> {
 pub fn check_layout(path: &Path) -> Result<()> {
     use std::io::{Seek, SeekFrom};
     let shown = path.display().to_string();
-    let bad = |entry: &str, message: String| Error::Archive {
-        archive: shown.clone(),
-        entry: entry.to_owned(),
-        message,
-    };
+    let bad = archive_error(&shown);
     let mut f = File::open(path).at(path)?;
     let len = f.metadata().at(path)?.len();
     let mut magic = [0u8; 8];
@@ -211,13 +211,8 @@ pub fn check_layout(path: &Path) -> Result<()> {
 /// package costs the same whatever its payload.
 pub fn read_control(path: &Path) -> Result<String> {
     let shown = path.display().to_string();
-    let bad = |entry: &str, message: String| Error::Archive {
-        archive: shown.clone(),
-        entry: entry.to_owned(),
-        message,
-    };
-    let file = File::open(path).at(path)?;
-    let mut ar = ar::Archive::new(BufReader::new(file));
+    let bad = archive_error(&shown);
+    let mut ar = ar::Archive::new(BufReader::new(File::open(path).at(path)?));
     while let Some(member) = ar.next_entry() {
         let mut member = member.map_err(|e| bad("(ar)", format!("not a valid ar archive: {e}")))?;
         let name = String::from_utf8_lossy(member.header().identifier()).into_owned();
