@@ -16,9 +16,9 @@ fn progress_key(stage: Stage, name: &str) -> String {
 fn bar_style(unit: Unit) -> indicatif::ProgressStyle {
     let template = match unit {
         Unit::Bytes => {
-            "{msg:44} {bytes:>10}/{total_bytes:10} {bar:24} {binary_bytes_per_sec:>12} eta {eta}"
+            "{msg:44} {bytes:>10}/{total_bytes:10} {bar:24} {binary_bytes_per_sec:>12} {elapsed:>4} eta {eta}"
         }
-        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:>12} eta {eta}",
+        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:>12} {elapsed:>4} eta {eta}",
     };
     indicatif::ProgressStyle::with_template(template).expect("valid template")
 }
@@ -94,6 +94,9 @@ impl Listener for Terminal {
                 let bar = bars.entry(progress_key(stage, &name)).or_insert_with(|| {
                     let bar = multi.add(indicatif::ProgressBar::new(total));
                     bar.set_style(bar_style(stage.unit()));
+                    // Redrawn between reports too, so the time and estimate stay live while
+                    // a compressor works through a block.
+                    bar.enable_steady_tick(std::time::Duration::from_millis(500));
                     bar.set_message(format!("{} {name}", stage.verb(false)));
                     bar
                 });
