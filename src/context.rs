@@ -70,6 +70,10 @@ pub(crate) struct TemplateContext {
     pub(crate) date: String,
     pub(crate) systemd_cgroup: bool,
     pub(crate) sandbox_image: String,
+    /// Whether the modules-load.d and sysctl.d files are shipped.
+    pub(crate) kernel_prerequisites: bool,
+    /// `settings.registry_mirrors` on one line, debconf's default.
+    pub(crate) registry_mirrors: String,
 }
 
 impl TemplateContext {
@@ -148,6 +152,8 @@ impl TemplateContext {
             unowned_dirs: tree.unowned_parents().join(" "),
             date: String::new(),
             systemd_cgroup: stack.settings.systemd_cgroup,
+            kernel_prerequisites: stack.settings.kernel_prerequisites,
+            registry_mirrors: stack.settings.registry_mirrors_line(),
             sandbox_image: stack.settings.sandbox_image.clone(),
         })
     }

@@ -51,12 +51,28 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("triggers", include_str!("../debian-templates/triggers.hbs")),
     (
+        "modules-load.conf",
+        include_str!("../debian-templates/modules-load.conf.hbs"),
+    ),
+    (
+        "sysctl.conf",
+        include_str!("../debian-templates/sysctl.conf.hbs"),
+    ),
+    (
+        "registry-mirrors.sh",
+        include_str!("../debian-templates/registry-mirrors.sh.hbs"),
+    ),
+    (
+        "kernel-prerequisites.sh",
+        include_str!("../debian-templates/kernel-prerequisites.sh.hbs"),
+    ),
+    (
         "config-edit.sh",
         include_str!("../debian-templates/config-edit.sh.hbs"),
     ),
     (
-        "generated-config.sh",
-        include_str!("../debian-templates/generated-config.sh.hbs"),
+        "generated-files.sh",
+        include_str!("../debian-templates/generated-files.sh.hbs"),
     ),
 ];
 

@@ -41,6 +41,75 @@ pub struct Settings {
     pub sandbox_image: String,
     /// Absolute, normalised, e.g. `/opt/cni/bin`.
     pub cni_bin_dir: String,
+    /// Whether the package ships the modules-load.d and sysctl.d files kubeadm's preflight
+    /// wants (overlay, br_netfilter, IP forwarding, bridged traffic through iptables).
+    pub kernel_prerequisites: bool,
+    /// Registry host (or `_default`) → the mirror endpoints tried, in order, before it.
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
+}
+
+impl Settings {
+    /// The mirrors on one line, as debconf's `registry_mirrors` string holds them:
+    /// `docker.io=https://m1.example.org,https://m2.example.org registry.k8s.io=http://10.0.0.5:5000`.
+    pub fn registry_mirrors_line(&self) -> String {
+        self.registry_mirrors
+            .iter()
+            .map(|(host, urls)| format!("{host}={}", urls.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// The key of `[settings.registry_mirrors]` that applies to every registry.
+pub const DEFAULT_REGISTRY: &str = "_default";
+
+/// Whether `s` names a registry as containerd's hosts directory does: a lowercase host name
+/// or IPv4 address, with an optional port, or [`DEFAULT_REGISTRY`]. The postinst's check of
+/// debconf's answer (`registry-mirrors.sh`) follows the same rules.
+pub fn is_registry_host(s: &str) -> bool {
+    s == DEFAULT_REGISTRY || is_host_port(s)
+}
+
+/// Whether `s` is a mirror endpoint: `http://` or `https://`, a host as in
+/// [`is_registry_host`] (not `_default`), and an optional path of plain characters.
+pub fn is_mirror_url(s: &str) -> bool {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    is_host_port(authority)
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~%/+-".contains(c))
+}
+
+fn is_host_port(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    host.len() <= 253
+        && host.split('.').all(label)
+        && port.is_none_or(|p| {
+            !p.is_empty()
+                && p.len() <= 5
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
+        })
 }
 
 /// A validated `stack.toml`.
@@ -144,6 +213,14 @@ struct RawSettings {
     systemd_cgroup: bool,
     sandbox_image: String,
     cni_bin_dir: String,
+    #[serde(default = "yes")]
+    kernel_prerequisites: bool,
+    #[serde(default)]
+    registry_mirrors: BTreeMap<String, Vec<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl RawStack {
@@ -255,6 +332,30 @@ impl RawStack {
             )
         })?;
 
+        for (host, urls) in &s.registry_mirrors {
+            let key = format!("settings.registry_mirrors.{host:?}");
+            if !is_registry_host(host) {
+                return Err(bad(
+                    &key,
+                    format!("{host:?} is not a registry host (a lowercase host name or IPv4 address with an optional :port, or {DEFAULT_REGISTRY})"),
+                ));
+            }
+            if urls.is_empty() {
+                return Err(bad(
+                    &key,
+                    "lists no mirror; give one or more URLs, or leave the host out".into(),
+                ));
+            }
+            for url in urls {
+                if !is_mirror_url(url) {
+                    return Err(bad(
+                        &key,
+                        format!("{url:?} is not a mirror URL (http:// or https://, a host with an optional :port, an optional path)"),
+                    ));
+                }
+            }
+        }
+        let registry_mirrors = s.registry_mirrors.clone();
         Ok(Stack {
             package: PackageMeta {
                 name: p.name,
@@ -267,6 +368,8 @@ impl RawStack {
             },
             components,
             settings: Settings {
+                kernel_prerequisites: s.kernel_prerequisites,
+                registry_mirrors,
                 systemd_cgroup: s.systemd_cgroup,
                 sandbox_image: s.sandbox_image,
                 cni_bin_dir,
@@ -464,6 +567,65 @@ cni_bin_dir = "/opt/cni//bin/"
             "abc",
         );
         assert!(err(&short).contains("got 3 characters"));
+    }
+
+    #[test]
+    fn kernel_prerequisites_default_on_and_mirrors_to_none() {
+        let s = parse(GOOD).unwrap().settings;
+        assert!(s.kernel_prerequisites);
+        assert!(s.registry_mirrors.is_empty());
+        assert_eq!(s.registry_mirrors_line(), "");
+    }
+
+    #[test]
+    fn registry_mirrors_are_checked_and_put_on_one_line() {
+        let text = format!(
+            "{GOOD}kernel_prerequisites = false\n\n[settings.registry_mirrors]\n\"registry.k8s.io\" = [\"http://10.0.0.5:5000\", \"https://backup.example.org/k8s\"]\n\"docker.io\" = [\"https://mirror.example.org\"]\n_default = [\"https://all.example.org\"]\n"
+        );
+        let s = parse(&text).unwrap().settings;
+        assert!(!s.kernel_prerequisites);
+        assert_eq!(
+            s.registry_mirrors_line(),
+            "_default=https://all.example.org docker.io=https://mirror.example.org registry.k8s.io=http://10.0.0.5:5000,https://backup.example.org/k8s"
+        );
+        for (host, url, fault) in [
+            (
+                "Docker.io",
+                "https://m.example.org",
+                "is not a registry host",
+            ),
+            (
+                "docker.io:99999",
+                "https://m.example.org",
+                "is not a registry host",
+            ),
+            ("-x.org", "https://m.example.org", "is not a registry host"),
+            ("docker.io", "ftp://m.example.org", "is not a mirror URL"),
+            (
+                "docker.io",
+                "https://m.example.org/a b",
+                "is not a mirror URL",
+            ),
+            (
+                "docker.io",
+                "https://m.example.org?x=1",
+                "is not a mirror URL",
+            ),
+            ("docker.io", "https://", "is not a mirror URL"),
+            ("docker.io", "https://_default", "is not a mirror URL"),
+        ] {
+            let text = format!("{GOOD}\n[settings.registry_mirrors]\n{host:?} = [{url:?}]\n");
+            let e = err(&text);
+            assert!(
+                e.starts_with(&format!("stack.toml: settings.registry_mirrors.{host:?}: ")),
+                "{e}"
+            );
+            assert!(e.contains(fault), "{host} {url}: {e}");
+        }
+        let e = err(&format!(
+            "{GOOD}\n[settings.registry_mirrors]\n\"quay.io\" = []\n"
+        ));
+        assert!(e.contains("lists no mirror"), "{e}");
     }
 
     #[test]

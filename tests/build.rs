@@ -168,6 +168,8 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
         "./usr/share/doc/containerd-stack/copyright",
         "./usr/share/doc/containerd-stack/changelog.Debian.gz",
         "./usr/share/lintian/overrides/containerd-stack",
+        "./usr/lib/modules-load.d/containerd-stack.conf",
+        "./usr/lib/sysctl.d/99-containerd-stack.conf",
     ];
     for p in programs {
         let e = deb.data_entry(p).unwrap_or_else(|| panic!("{p} missing"));
@@ -182,6 +184,21 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
         programs.len() + others.len(),
         "unexpected extra files"
     );
+    let sysctl = deb
+        .data_entry("./usr/lib/sysctl.d/99-containerd-stack.conf")
+        .and_then(|e| e.content.clone())
+        .expect("sysctl.d file content");
+    let sysctl = String::from_utf8(sysctl).unwrap();
+    for line in [
+        "net.ipv4.ip_forward = 1",
+        "net.bridge.bridge-nf-call-iptables = 1",
+        "net.bridge.bridge-nf-call-ip6tables = 1",
+    ] {
+        assert!(
+            sysctl.lines().any(|l| l == line),
+            "{line} missing:\n{sysctl}"
+        );
+    }
     for e in &deb.data {
         assert_eq!((e.uid, e.gid), (0, 0), "{}", e.path);
         assert_eq!(e.mtime, upstream::ENTRY_MTIME, "{}", e.path);
@@ -330,6 +347,33 @@ fn optional_components_left_out_ship_and_provide_nothing() {
         || e.path.contains("cni")));
     assert!(!deb.control_files.contains_key("conffiles"));
     assert!(!String::from_utf8_lossy(&deb.control_files["preinst"].1).contains("mkdir"));
+}
+
+#[test]
+fn kernel_prerequisites_turned_off_in_the_stack_ship_nothing_of_them() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let text = f
+        .release
+        .stack_toml(ALL)
+        .replace("[settings]\n", "[settings]\nkernel_prerequisites = false\n");
+    let stack = Stack::parse(&text, Path::new("stack.toml")).unwrap();
+    assert!(!stack.settings.kernel_prerequisites);
+    let built = build(&stack, &f.opts(DebArch::Amd64, "nokp"), &Quiet).unwrap();
+    let deb = read_deb(&built[0].path).unwrap();
+    assert!(!deb
+        .data
+        .iter()
+        .any(|e| e.path.contains("modules-load.d") || e.path.contains("sysctl.d")));
+    let text = |name: &str| String::from_utf8_lossy(&deb.control_files[name].1).into_owned();
+    assert!(!text("templates").contains("kernel_prerequisites"));
+    assert!(!text("config").contains("kernel_prerequisites"));
+    assert!(!text("postinst").contains("modprobe"));
+    // With them on (the default), the question is there, and the postinst loads modules.
+    let on = f.build(ALL, &f.opts(DebArch::Amd64, "kp"));
+    let deb = read_deb(&on.path).unwrap();
+    assert!(String::from_utf8_lossy(&deb.control_files["templates"].1)
+        .contains("Template: containerd-stack/kernel_prerequisites"));
+    assert!(String::from_utf8_lossy(&deb.control_files["postinst"].1).contains("modprobe"));
 }
 
 #[test]

@@ -16,6 +16,8 @@ use toml::{Table, Value};
 
 const IMAGE: &str = "registry.example.org/k8s/pause:3.99";
 const CNI_DIR: &str = "/usr/lib/cni";
+/// containerd's registry hosts directory, the CRI's `config_path`.
+const HOSTS_DIR: &str = "/etc/containerd/certs.d";
 
 /// Each fixture: the containerd tag it was printed by, its config schema `version`, the key
 /// that holds the CNI plugin directory, and whether it prints a `SystemdCgroup` line.
@@ -93,8 +95,13 @@ struct Shell {
 
 impl Shell {
     fn new(awk: &str) -> Shell {
+        Shell::sourcing(awk, &editor())
+    }
+
+    /// A shell that sources `script` (rendered partials) before each command.
+    fn sourcing(awk: &str, script: &str) -> Shell {
         let dir = TempDir::new().unwrap();
-        fs::write(dir.path().join("editor.sh"), editor()).unwrap();
+        fs::write(dir.path().join("editor.sh"), script).unwrap();
         let bin = dir.path().join("bin");
         fs::create_dir(&bin).unwrap();
         write_exec(&bin.join("awk"), &format!("#!/bin/sh\nexec {awk} \"$@\"\n"));
@@ -127,12 +134,13 @@ impl Shell {
     fn edit(&self, input: &Path, cgroup: &str, image: &str, cni: &str) -> String {
         let out = self.path("out.toml");
         let r = self.run(
-            "config_edit \"$1\" \"$2\" \"$3\" \"$4\" \"$5\"",
+            "config_edit \"$1\" \"$2\" \"$3\" \"$4\" \"$5\" \"$6\"",
             &[
                 input.to_str().unwrap(),
                 cgroup,
                 image,
                 cni,
+                HOSTS_DIR,
                 out.to_str().unwrap(),
             ],
         );
@@ -199,6 +207,7 @@ struct Tables {
     sandbox: Vec<&'static str>,
     sandbox_key: &'static str,
     cni: Vec<&'static str>,
+    registry: Vec<&'static str>,
 }
 
 fn tables(schema: i64) -> Tables {
@@ -215,6 +224,7 @@ fn tables(schema: i64) -> Tables {
             sandbox: vec!["plugins", "io.containerd.grpc.v1.cri"],
             sandbox_key: "sandbox_image",
             cni: vec!["plugins", "io.containerd.grpc.v1.cri", "cni"],
+            registry: vec!["plugins", "io.containerd.grpc.v1.cri", "registry"],
         },
         3 | 4 => Tables {
             cgroup: vec![
@@ -228,12 +238,13 @@ fn tables(schema: i64) -> Tables {
             sandbox: vec!["plugins", "io.containerd.cri.v1.images", "pinned_images"],
             sandbox_key: "sandbox",
             cni: vec!["plugins", "io.containerd.cri.v1.runtime", "cni"],
+            registry: vec!["plugins", "io.containerd.cri.v1.images", "registry"],
         },
         v => panic!("no tables for schema {v}"),
     }
 }
 
-/// What the fixture must become: the three settings set, nothing else touched.
+/// What the fixture must become: the four settings set, nothing else touched.
 fn expected(
     default: &Table,
     schema: i64,
@@ -251,6 +262,7 @@ fn expected(
         _ => Value::String(cni.into()),
     };
     table_mut(&mut want, &t.cni).insert(cni_key.into(), dir);
+    table_mut(&mut want, &t.registry).insert("config_path".into(), Value::String(HOSTS_DIR.into()));
     want
 }
 
@@ -288,6 +300,12 @@ fn fixtures_are_what_the_reference_says() {
         assert!(
             get(&default, &t.cni, cni_key).is_some(),
             "{tag}: no {cni_key}"
+        );
+        // The key is there to be set: appending a second registry table would break the
+        // file (a duplicate table).
+        assert!(
+            get(&default, &t.registry, "config_path").is_some(),
+            "{tag}: no registry config_path"
         );
         let image = get(&default, &t.sandbox, t.sandbox_key).and_then(Value::as_str);
         assert!(
@@ -330,7 +348,7 @@ fn settings_land_in_the_tables_of_each_schema_and_nothing_else_changes() {
                 );
                 assert!(
                     got == want,
-                    "{what}: more than the three settings changed:\n{text}"
+                    "{what}: more than the four settings changed:\n{text}"
                 );
             }
         }
@@ -434,7 +452,7 @@ fn an_unknown_schema_version_is_refused_by_name() {
     let input = sh.path("in.toml");
     fs::write(&input, "version = 5\n").unwrap();
     let r = sh.run(
-        "config_edit \"$1\" true img /x \"$2\"",
+        "config_edit \"$1\" true img /x /h \"$2\"",
         &[input.to_str().unwrap(), "out.toml"],
     );
     assert!(!r.status.success());
@@ -462,7 +480,7 @@ fn the_effective_config_is_checked_and_each_wrong_value_named() {
     let sh = Shell::new("/usr/bin/mawk");
     for &(tag, ..) in FIXTURES {
         let default = fixture_dir().join(format!("{tag}.toml"));
-        let check = "config_edit \"$2\" true \"$3\" \"$4\" out.toml && config_check \"$1\" out.toml true \"$3\" \"$4\"";
+        let check = "config_edit \"$2\" true \"$3\" \"$4\" \"$5\" out.toml && config_check \"$1\" out.toml true \"$3\" \"$4\" \"$5\"";
 
         let faithful = fake_containerd(&sh, None);
         let r = sh.run(
@@ -472,6 +490,7 @@ fn the_effective_config_is_checked_and_each_wrong_value_named() {
                 default.to_str().unwrap(),
                 IMAGE,
                 CNI_DIR,
+                HOSTS_DIR,
             ],
         );
         assert!(
@@ -481,7 +500,7 @@ fn the_effective_config_is_checked_and_each_wrong_value_named() {
         );
 
         // A containerd whose effective config is still the default (an import overriding
-        // everything, say): all three settings are named.
+        // everything, say): all four settings are named.
         let stubborn = fake_containerd(&sh, Some(&default));
         let r = sh.run(
             check,
@@ -490,6 +509,7 @@ fn the_effective_config_is_checked_and_each_wrong_value_named() {
                 default.to_str().unwrap(),
                 IMAGE,
                 CNI_DIR,
+                HOSTS_DIR,
             ],
         );
         assert!(!r.status.success(), "{tag}");
@@ -498,6 +518,7 @@ fn the_effective_config_is_checked_and_each_wrong_value_named() {
             "SystemdCgroup = ",
             "the sandbox image",
             "the CNI plugin directory",
+            "the registry hosts directory",
         ] {
             assert!(err.contains(what), "{tag}: {what} not named in:\n{err}");
         }
@@ -514,7 +535,7 @@ fn a_config_containerd_refuses_fails_the_check() {
     );
     let default = fixture_dir().join("v2.3.4.toml");
     let r = sh.run(
-        "config_edit \"$2\" true img /x out.toml && config_check \"$1\" out.toml true img /x",
+        "config_edit \"$2\" true img /x /h out.toml && config_check \"$1\" out.toml true img /x /h",
         &[refusing.to_str().unwrap(), default.to_str().unwrap()],
     );
     assert!(!r.status.success());
@@ -523,6 +544,143 @@ fn a_config_containerd_refuses_fails_the_check() {
         err.contains("containerd refuses the generated config: failed to load TOML: bad"),
         "{err}"
     );
+}
+
+/// The postinst's mirrors partial, with what it needs of the shared one.
+fn mirrors_shell(awk: &str) -> Shell {
+    let script = format!(
+        "PACKAGE=containerd-stack\n{}\n{}",
+        render("generated-files.sh"),
+        render("registry-mirrors.sh")
+    );
+    assert!(render("postinst").contains(&render("registry-mirrors.sh")));
+    Shell::sourcing(awk, &script)
+}
+
+#[test]
+fn debconf_mirrors_are_checked_by_the_rules_stack_toml_has() {
+    use containerd_stack::stack::{is_mirror_url, is_registry_host};
+    let hosts = [
+        "docker.io",
+        "registry.k8s.io",
+        "10.0.0.5:5000",
+        "my-registry.example.org:443",
+        "_default",
+        "Docker.io",
+        "docker.io:0",
+        "docker.io:65536",
+        "docker.io:5000:1",
+        "-bad.example.org",
+        "bad-.example.org",
+        "a..b",
+        "docker.io.",
+        "",
+        "x_y.org",
+        &format!("{}.org", "a".repeat(64)),
+    ];
+    let urls = [
+        "https://mirror.example.org",
+        "http://10.0.0.5:5000",
+        "https://mirror.example.org/v2/proxy-cache",
+        "https://m.example.org/a%20b+c~d",
+        "ftp://mirror.example.org",
+        "https://",
+        "https://_default",
+        "https://m.example.org/a b",
+        "https://m.example.org?x=1",
+        "https://m.example.org/\"quote",
+        "https://M.example.org",
+        "mirror.example.org",
+    ];
+    for awk in awks() {
+        let sh = mirrors_shell(awk);
+        let parse = |line: &str| sh.run("mirrors_parse \"$1\"", &[line]);
+        for host in hosts {
+            let r = parse(&format!("{host}=https://mirror.example.org"));
+            assert_eq!(
+                r.status.success(),
+                is_registry_host(host),
+                "{awk}: host {host:?}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            if !r.status.success() {
+                assert!(r.stdout.is_empty(), "{awk}: {host:?}: printed something");
+                let err = String::from_utf8_lossy(&r.stderr);
+                assert!(err.contains(&format!("\"{host}\"")), "{awk}: {err}");
+                assert_eq!(err.lines().count(), 1, "{awk}: {err}");
+            }
+        }
+        for url in urls {
+            let r = parse(&format!("docker.io=https://first.example.org,{url}"));
+            assert_eq!(
+                r.status.success(),
+                is_mirror_url(url),
+                "{awk}: url {url:?}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+        }
+        let r = parse("docker.io=https://m1.example.org,https://m2.example.org  registry.k8s.io=http://10.0.0.5:5000 _default=https://all.example.org");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout),
+            "docker.io https://m1.example.org https://m2.example.org\nregistry.k8s.io http://10.0.0.5:5000\n_default https://all.example.org\n"
+        );
+        assert!(parse("").status.success() && parse("").stdout.is_empty());
+        for (line, named) in [
+            ("docker.io", "\"docker.io\" is not host=URL"),
+            ("docker.io=", "\"docker.io\" lists no mirror"),
+            (
+                "docker.io=https://a.org docker.io=https://b.org",
+                "\"docker.io\" is given twice",
+            ),
+            (
+                "quay.io=https://a.org,,https://b.org",
+                "\"\" (for quay.io) is not a mirror URL",
+            ),
+        ] {
+            let r = parse(line);
+            assert!(!r.status.success(), "{awk}: {line:?} was accepted");
+            let err = String::from_utf8_lossy(&r.stderr);
+            assert!(err.contains(named), "{awk}: {line:?}: {err}");
+        }
+    }
+}
+
+#[test]
+fn hosts_files_try_the_mirrors_in_order_then_the_registry() {
+    let sh = mirrors_shell("/usr/bin/mawk");
+    for (host, server) in [
+        ("docker.io", Some("https://registry-1.docker.io")),
+        ("10.0.0.5:5000", Some("https://10.0.0.5:5000")),
+        ("_default", None),
+    ] {
+        let r = sh.run(
+            "hosts_toml \"$1\" http://127.0.0.1:5000 https://backup.example.org/cache",
+            &[host],
+        );
+        assert!(r.status.success());
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            text.starts_with("# Generated by containerd-stack from debconf's containerd-stack/registry_mirrors.\n"),
+            "{text}"
+        );
+        let t = parse(&text, host);
+        assert_eq!(t.get("server").and_then(Value::as_str), server, "{host}");
+        let mirrors = t["host"].as_table().unwrap();
+        // toml's Table keeps keys sorted: the file's own order is checked on the text.
+        let first = text.find("[host.\"http://127.0.0.1:5000\"]").unwrap();
+        let second = text
+            .find("[host.\"https://backup.example.org/cache\"]")
+            .unwrap();
+        assert!(first < second, "{text}");
+        for (_, m) in mirrors {
+            assert_eq!(
+                m["capabilities"],
+                Value::Array(vec!["pull".into(), "resolve".into()])
+            );
+        }
+        assert_eq!(mirrors.len(), 2);
+    }
 }
 
 #[test]

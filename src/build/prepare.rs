@@ -28,10 +28,20 @@ struct Rendered {
     template: &'static str,
     /// Where it is installed, relative to `/`; `{package}` is the package's name.
     path: &'static str,
-    /// Shipped only when this component is.
-    with: Option<ComponentKind>,
+    /// When it is shipped.
+    when: When,
     /// Stored gzipped (without a timestamp), under `path`.
     gzip: bool,
+}
+
+/// When a rendered file is shipped.
+#[derive(Clone, Copy)]
+enum When {
+    Always,
+    /// With this component.
+    With(ComponentKind),
+    /// When `settings.kernel_prerequisites` is on.
+    KernelPrerequisites,
 }
 
 /// Every rendered file of the data tree. The maintainer scripts and control files are
@@ -40,37 +50,49 @@ const RENDERED: &[Rendered] = &[
     Rendered {
         template: "containerd.service",
         path: "lib/systemd/system/containerd.service",
-        with: None,
+        when: When::Always,
         gzip: false,
     },
     Rendered {
         template: "crictl.yaml",
         path: "etc/crictl.yaml",
-        with: Some(ComponentKind::Crictl),
+        when: When::With(ComponentKind::Crictl),
         gzip: false,
     },
     Rendered {
         template: "10-containerd-net.conflist",
         path: "etc/cni/net.d/10-containerd-net.conflist",
-        with: Some(ComponentKind::CniPlugins),
+        when: When::With(ComponentKind::CniPlugins),
         gzip: false,
     },
     Rendered {
         template: "copyright",
         path: "usr/share/doc/{package}/copyright",
-        with: None,
+        when: When::Always,
         gzip: false,
     },
     Rendered {
         template: "changelog",
         path: "usr/share/doc/{package}/changelog.Debian.gz",
-        with: None,
+        when: When::Always,
         gzip: true,
+    },
+    Rendered {
+        template: "modules-load.conf",
+        path: "usr/lib/modules-load.d/{package}.conf",
+        when: When::KernelPrerequisites,
+        gzip: false,
+    },
+    Rendered {
+        template: "sysctl.conf",
+        path: "usr/lib/sysctl.d/99-{package}.conf",
+        when: When::KernelPrerequisites,
+        gzip: false,
     },
     Rendered {
         template: "lintian-overrides",
         path: "usr/share/lintian/overrides/{package}",
-        with: None,
+        when: When::Always,
         gzip: false,
     },
 ];
@@ -180,7 +202,12 @@ pub(crate) fn prepare(
         ..ctx.clone()
     };
     for r in RENDERED {
-        if r.with.is_some_and(|c| !shipped.contains(&c)) {
+        let shipped_here = match r.when {
+            When::Always => true,
+            When::With(c) => shipped.contains(&c),
+            When::KernelPrerequisites => stack.settings.kernel_prerequisites,
+        };
+        if !shipped_here {
             continue;
         }
         let text = renderer.render(r.template, &dated)?;
