@@ -2,10 +2,12 @@
 //! of one per file): the pipeline against a loopback HTTP mirror serving generated
 //! releases in upstream's exact paths, a misbehaving network, hostile archives, `lock`,
 //! the postinst's config editing against real `containerd config default` outputs,
-//! signing and `verify`, and the apt repository judged by the real gpgv and apt-get.
+//! signing and `verify`, the apt repository judged by the real gpgv and apt-get, and the
+//! `containerd-stack` command as a new user meets it.
 
 mod archives;
 mod build;
+mod cli;
 mod config_gen;
 mod faults;
 mod lock;
