@@ -297,7 +297,7 @@ fn prepare(
     let ctx = TemplateContext::new(stack, arch, &tree)?;
     let doc = format!("usr/share/doc/{}", stack.package.name);
     tree.add_inline(
-        "lib/systemd/system/containerd.service",
+        "usr/lib/systemd/system/containerd.service",
         0o644,
         renderer.render("containerd.service", &ctx)?.into_bytes(),
     )?;

@@ -370,7 +370,7 @@ fn dpkg_deb(
     let doc = format!("usr/share/doc/{}", stack.package.name);
     let mut expected: Vec<String> = programs.iter().map(|(p, _)| p.clone()).collect();
     expected.extend([
-        "lib/systemd/system/containerd.service".to_owned(),
+        "usr/lib/systemd/system/containerd.service".to_owned(),
         format!("{doc}/copyright"),
         format!("{doc}/changelog.Debian.gz"),
     ]);
