@@ -7,6 +7,7 @@ mod chaos;
 mod ci;
 mod e2e;
 mod keys;
+mod lintian;
 mod lock;
 mod process;
 mod realbin;

@@ -32,6 +32,14 @@ impl Suite {
             Suite::Trixie => "trixie",
         }
     }
+
+    /// The release's name, as users know it.
+    pub fn release(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "Debian 12",
+            Suite::Trixie => "Debian 13",
+        }
+    }
 }
 
 impl std::fmt::Display for Suite {
@@ -108,6 +116,18 @@ impl Rootfs {
             tarball,
             made_in: Some(start.elapsed()),
         })
+    }
+
+    /// The tarball, and whether this run made it, for the progress output.
+    pub fn describe(&self) -> String {
+        match self.made_in {
+            Some(t) => format!(
+                "{} (made now by mmdebstrap in {:.0}s)",
+                self.tarball.display(),
+                t.as_secs_f64()
+            ),
+            None => format!("{} (cached)", self.tarball.display()),
+        }
     }
 
     /// Unpacks a private copy of the tarball into a new temporary directory.
