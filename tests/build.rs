@@ -164,7 +164,7 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
     let others = [
         "./etc/crictl.yaml",
         "./etc/cni/net.d/10-containerd-net.conflist",
-        "./lib/systemd/system/containerd.service",
+        "./usr/lib/systemd/system/containerd.service",
         "./usr/share/doc/containerd-stack/copyright",
         "./usr/share/doc/containerd-stack/changelog.Debian.gz",
         "./usr/share/lintian/overrides/containerd-stack",
@@ -206,6 +206,20 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
             assert_eq!(e.mode, 0o755, "{}", e.path);
         }
     }
+    // Merged /usr: /bin, /sbin and /lib* are links into /usr, which dpkg does not know.
+    for e in &deb.data {
+        let top = e
+            .path
+            .trim_start_matches("./")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        assert!(
+            !matches!(top, "bin" | "sbin") && !top.starts_with("lib"),
+            "{} is in an aliased location",
+            e.path
+        );
+    }
     // /opt belongs to no package: shipping it would make purge remove it.
     assert!(deb.data_entry("./opt/").is_none());
     assert!(deb.data_entry("./opt/cni/").is_some());
@@ -219,7 +233,7 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
     sorted.sort();
     assert_eq!(paths, sorted);
 
-    let unit = text(&deb, "./lib/systemd/system/containerd.service");
+    let unit = text(&deb, "./usr/lib/systemd/system/containerd.service");
     assert!(unit.contains("\nExecStart=/usr/bin/containerd\n"), "{unit}");
     for line in [
         "Type=notify",

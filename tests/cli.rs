@@ -171,7 +171,7 @@ fn a_team_template_replaces_the_built_in_one_without_a_rebuild() {
     let stock = read_deb(&t.package()).unwrap();
     let unit = |deb: &containerd_stack::deb::read::DebContents| {
         String::from_utf8(
-            deb.data_entry("./lib/systemd/system/containerd.service")
+            deb.data_entry("./usr/lib/systemd/system/containerd.service")
                 .and_then(|e| e.content.clone())
                 .unwrap(),
         )

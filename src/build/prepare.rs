@@ -49,7 +49,7 @@ enum When {
 const RENDERED: &[Rendered] = &[
     Rendered {
         template: "containerd.service",
-        path: "lib/systemd/system/containerd.service",
+        path: "usr/lib/systemd/system/containerd.service",
         when: When::Always,
         gzip: false,
     },

@@ -1,14 +1,17 @@
-//! `cargo xtask e2e`: the package on a real system, end to end, with Debian's own
+//! `cargo xtask e2e`: the package on real systems, end to end, with Debian 12's own
 //! containerd, runc and CNI plugins repacked under upstream's names (see `realbin`). Two
-//! revisions are built through the library; a Debian 12 with systemd as PID 1 boots under
-//! systemd-nspawn and installs, upgrades, preseeds, edits and purges them with apt the way
-//! an administrator would (`install.sh`), then boots again to install from the signed apt
-//! repository the library publishes, served on loopback, and upgrade after a second
-//! publish (`repo.sh`); every outcome is judged here from what the guest recorded. A
-//! container runs on the packaged runtime and CNI config in namespaces of its own
-//! (`container.sh`); piuparts installs and purges the package; lintian finds no error. At
-//! the end nothing may be left on the host: processes, mounts, network namespaces,
-//! cgroups, CNI state. Needs root and Debian's archive, nothing else from the network.
+//! revisions are built through the library; then, for each release in [`SUITES`] (Debian
+//! 12 and 13), that Debian boots with systemd as PID 1 under systemd-nspawn and installs,
+//! upgrades, preseeds, edits and purges them with apt and dpkg the way an administrator
+//! would, replacing Debian's own containerd too (`install.sh`), then boots again to install
+//! from the signed apt repository the library publishes, served on loopback, and upgrade
+//! after a second publish (`repo.sh`); every outcome is judged here from what the guest
+//! recorded, and every check names its release. A container runs on the packaged runtime
+//! and CNI config in namespaces of its own (`container.sh`, in a Debian 12 root); piuparts
+//! installs, upgrades and purges the package on each release; the host's lintian and
+//! Debian 13's find no error. At the end nothing may be left on the host: processes,
+//! mounts, network namespaces, cgroups, CNI state. Needs root and Debian's archive,
+//! nothing else from the network.
 
 mod container;
 mod leftovers;
@@ -30,7 +33,8 @@ use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
-use crate::process::{self, check, last_lines, text, Printer};
+use crate::lintian::Lintian;
+use crate::process::{self, check, last_lines, text, Background, Printer};
 use crate::realbin::{self, RealRelease};
 use crate::repo_root;
 use crate::rootfs::{Rootfs, Suite};
@@ -60,6 +64,13 @@ const TOOLS: &[(&str, &str)] = &[
 /// same tree serves the container check.
 const GUEST_PACKAGES: &[&str] = &["systemd", "systemd-sysv", "dbus", "iptables"];
 
+/// The Debian releases the scenarios boot and piuparts installs into, in that order.
+const SUITES: &[Suite] = &[Suite::Bookworm, Suite::Trixie];
+
+/// The release whose root the container check runs in. It runs on the host's kernel and
+/// cgroups, not booted, so one release tells as much as two.
+const CONTAINER_SUITE: Suite = Suite::Bookworm;
+
 /// The guest's scenarios, and the script of the container check.
 const INSTALL_SCENARIO: &str = include_str!("e2e/install.sh");
 const REPO_SCENARIO: &str = include_str!("e2e/repo.sh");
@@ -83,8 +94,18 @@ const PROMPTS: &[&str] = &[
     "install the package maintainer's version",
 ];
 
-/// How long the guest may run its scenario.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Paths piuparts must not count as left behind, with why: what Debian 13's piuparts (1.6)
+/// ignores by itself and an older piuparts on the host does not.
+const PIUPARTS_IGNORED: &[&str] = &[
+    // Debian 13's apt ships apt-extracttemplates, so apt preconfigures every package with
+    // debconf templates, and debconf's dpkg-preconfigure leaves its work directory there.
+    "/var/cache/debconf/tmp.ci/",
+];
+
+/// How long the guest may run its scenario: a stop for a guest that hangs, not a measure.
+/// The install scenario takes under a minute on an idle 2-core machine and has taken four
+/// on a loaded one.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Parser)]
 pub struct Args {
@@ -176,81 +197,42 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
         build(&stack2, &release, compression, work)
     })?;
 
-    let (boot_rootfs, minbase) = check("rootfs", || {
-        let mut include: Vec<String> = crate::system::dependencies(&deb1.path)?;
-        include.extend(GUEST_PACKAGES.iter().map(|p| (*p).to_owned()));
-        // Both are mostly mmdebstrap waiting on the archive when they are not cached.
-        let boot = std::thread::spawn(move || {
-            let include: Vec<&str> = include.iter().map(String::as_str).collect();
-            Rootfs::cached(Suite::Bookworm, &include)
-        });
-        let minbase = minbase_tgz();
-        let boot = boot
-            .join()
-            .map_err(|_| anyhow!("the thread making the rootfs panicked"))??;
-        let minbase = minbase?;
-        let detail = format!(
-            "{} ({}), piuparts base {}",
-            boot.tarball.display(),
-            match boot.made_in {
-                Some(t) => format!("made now by mmdebstrap in {:.0}s", t.as_secs_f64()),
-                None => "cached".to_owned(),
-            },
-            minbase.display()
-        );
-        Ok(((boot, minbase), detail))
-    })?;
-
-    let booted = check("boot Debian 12 and run the install scenario", || {
-        let package = &stack1.package.name;
-        // Debian's own packages the package replaces, for the migration steps.
-        let old_debs: Vec<&Path> = [ComponentKind::Runc, ComponentKind::Containerd]
-            .into_iter()
-            .map(|k| release.component(k).deb.as_path())
-            .collect();
-        let booted = nspawn::boot(
-            Boot {
-                name: format!("{prefix}-install"),
-                rootfs: &boot_rootfs,
-                script: INSTALL_SCENARIO,
-                env: vec![
-                    ("PACKAGE", package.clone()),
-                    ("DEB1", file_name(&deb1.path)),
-                    ("DEB2", file_name(&deb2.path)),
-                    ("PRESEEDED_IMAGE", PRESEEDED_IMAGE.to_owned()),
-                    ("EDIT_LINE", EDIT_LINE.to_owned()),
-                    (
-                        "OLD_DEBS",
-                        old_debs
-                            .iter()
-                            .map(|d| format!("/e2e/{}", file_name(d)))
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                    ),
-                ],
-                files: [deb1.path.as_path(), deb2.path.as_path()]
-                    .into_iter()
-                    .chain(old_debs.iter().copied())
-                    .map(|p| (p.to_owned(), file_name(p)))
-                    .collect(),
-                network: Network::Private,
-                timeout: BOOT_TIMEOUT,
-                hooks: Vec::new(),
-            },
-            work,
+    // Every root is mostly mmdebstrap waiting on the archive: all are made side by side, and
+    // each suite's scenarios start as soon as its own are there.
+    let suite_lintian = Background::spawn("Debian 13's lintian root", || {
+        Lintian::of_suite(Suite::Trixie)
+    });
+    let mut roots: Vec<SuiteRoots> = Vec::new();
+    for (suite, made) in make_roots(&deb1)? {
+        let made = check(&format!("rootfs ({suite})"), || {
+            let made = made.wait()?;
+            let detail = format!(
+                "{}, piuparts base {}",
+                made.boot.describe(),
+                made.minbase.display()
+            );
+            Ok((made, detail))
+        })?;
+        let booted = check(
+            &format!(
+                "boot {} ({suite}) and run the install scenario",
+                suite.release()
+            ),
+            || install_scenario(&made.boot, &release, &stack1, &deb1, &deb2, prefix, work),
         )?;
-        let detail = format!(
-            "systemd booted and the scenario finished; its records ({}/) and console ({}) are kept with --keep or on failure",
-            file_name(&booted.out),
-            file_name(&booted.console)
-        );
-        Ok((booted, detail))
-    })?;
-    judge_install_scenario(&booted, &stack1, &stack2, &deb1)?;
-    check(
-        "apt repository: install, then upgrade to a second publish",
-        || repo_scenario(&boot_rootfs, &stack1, &stack2, &deb1, &deb2, prefix, work),
-    )?;
+        judge_install_scenario(suite, &booted, &stack1, &stack2, &deb1)?;
+        check(
+            &format!("apt repository ({suite}): install, then upgrade to a second publish"),
+            || repo_scenario(&made.boot, &stack1, &stack2, &deb1, &deb2, prefix, work),
+        )?;
+        roots.push(made);
+    }
+    let root_of = |suite: Suite| {
+        roots
+            .iter()
+            .find(|r| r.boot.suite == suite)
+            .expect("every suite has its roots")
+    };
 
     let image = work.join("busybox-oci.tar");
     check("OCI image", || {
@@ -261,7 +243,7 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
         || {
             let detail = container::run(
                 &container::Run {
-                    rootfs: &boot_rootfs,
+                    rootfs: &root_of(CONTAINER_SUITE).boot,
                     deb: &deb1.path,
                     image: &image,
                     package: &stack1.package.name,
@@ -273,29 +255,127 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
             Ok(((), detail))
         },
     )?;
-    check("piuparts", || piuparts(&deb1, &minbase, None, work))?;
-    check(
-        "piuparts: upgrade from the previous revision in a repository",
-        || piuparts_upgrade(&deb1, &deb2, &minbase, work),
-    )?;
-    check("lintian", || lintian(&deb2))?;
+    for suite in SUITES {
+        check(
+            &format!("piuparts ({suite}): install and purge, upgrade from the previous revision"),
+            || piuparts(*suite, &deb1, &deb2, &root_of(*suite).minbase, work),
+        )?;
+    }
+    let package = &stack2.package.name;
+    let host_lintian = Lintian::host()?;
+    check("lintian (host)", || {
+        Ok(((), host_lintian.judge(&deb2.path, package)?.summary))
+    })?;
+    let suite_lintian = check("lintian root (trixie)", || {
+        let l = suite_lintian.wait()?;
+        let detail = format!("{} in {}", l.version, l.describe_root());
+        Ok((l, detail))
+    })?;
+    check("lintian (trixie)", || {
+        Ok(((), suite_lintian.judge(&deb2.path, package)?.summary))
+    })?;
     Ok(())
+}
+
+/// One suite's roots: the one booted for the scenarios, and piuparts' minbase tarball.
+struct SuiteRoots {
+    boot: Rootfs,
+    minbase: PathBuf,
+}
+
+/// Starts making each suite's roots: minbase plus the package's dependencies and
+/// [`GUEST_PACKAGES`] to boot, and minbase alone for piuparts.
+fn make_roots(deb: &BuiltDeb) -> Result<Vec<(Suite, Background<SuiteRoots>)>> {
+    let mut include: Vec<String> = crate::system::dependencies(&deb.path)?;
+    include.extend(GUEST_PACKAGES.iter().map(|p| (*p).to_owned()));
+    Ok(SUITES
+        .iter()
+        .map(|suite| {
+            let suite = *suite;
+            let include = include.clone();
+            let made = Background::spawn(&format!("the {suite} roots"), move || {
+                let include: Vec<&str> = include.iter().map(String::as_str).collect();
+                Ok(SuiteRoots {
+                    boot: Rootfs::cached(suite, &include)?,
+                    minbase: minbase_tgz(suite)?,
+                })
+            });
+            (suite, made)
+        })
+        .collect())
+}
+
+/// Boots `rootfs` with the install scenario (`install.sh`) and returns what it recorded.
+fn install_scenario(
+    rootfs: &Rootfs,
+    release: &RealRelease,
+    stack1: &Stack,
+    deb1: &BuiltDeb,
+    deb2: &BuiltDeb,
+    prefix: &str,
+    work: &Path,
+) -> Result<(Booted, String)> {
+    let package = &stack1.package.name;
+    // Debian's own packages the package replaces, for the migration steps.
+    let old_debs: Vec<&Path> = [ComponentKind::Runc, ComponentKind::Containerd]
+        .into_iter()
+        .map(|k| release.component(k).deb.as_path())
+        .collect();
+    let booted = nspawn::boot(
+        Boot {
+            name: format!("{prefix}-{}-install", rootfs.suite),
+            rootfs,
+            script: INSTALL_SCENARIO,
+            env: vec![
+                ("PACKAGE", package.clone()),
+                ("DEB1", file_name(&deb1.path)),
+                ("DEB2", file_name(&deb2.path)),
+                ("PRESEEDED_IMAGE", PRESEEDED_IMAGE.to_owned()),
+                ("EDIT_LINE", EDIT_LINE.to_owned()),
+                (
+                    "OLD_DEBS",
+                    old_debs
+                        .iter()
+                        .map(|d| format!("/e2e/{}", file_name(d)))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            ],
+            files: [deb1.path.as_path(), deb2.path.as_path()]
+                .into_iter()
+                .chain(old_debs.iter().copied())
+                .map(|p| (p.to_owned(), file_name(p)))
+                .collect(),
+            network: Network::Private,
+            timeout: BOOT_TIMEOUT,
+            hooks: Vec::new(),
+        },
+        work,
+    )?;
+    let detail = format!(
+        "systemd booted and the scenario finished; its records ({}/) and console ({}) are kept with --keep or on failure",
+        file_name(&booted.out),
+        file_name(&booted.console)
+    );
+    Ok((booted, detail))
 }
 
 /// Judges what the install scenario recorded, one check per step, in the order it ran.
 fn judge_install_scenario(
+    suite: Suite,
     booted: &Booted,
     stack1: &Stack,
     stack2: &Stack,
     deb1: &BuiltDeb,
 ) -> Result<()> {
     let r = Records(booted);
+    let named = |what: &str| format!("{what} ({suite})");
     let v1 = stack1.deb_version();
     let v2 = stack2.deb_version();
     let default1 = &stack1.settings.sandbox_image;
     let default2 = &stack2.settings.sandbox_image;
 
-    check("install", || {
+    check(&named("install"), || {
         r.apt_ok("install")?;
         let running = r.running("install")?;
         r.installed("install", &v1)?;
@@ -308,7 +388,7 @@ fn judge_install_scenario(
             ),
         ))
     })?;
-    check("upgrade with an untouched config", || {
+    check(&named("upgrade with an untouched config"), || {
         r.apt_ok("upgrade")?;
         r.running("upgrade")?;
         r.installed("upgrade", &v2)?;
@@ -318,7 +398,7 @@ fn judge_install_scenario(
             format!("{v1} -> {v2} without a prompt; the config was regenerated with revision 2's default sandbox image {default2}; containerd active"),
         ))
     })?;
-    check("remove", || {
+    check(&named("remove"), || {
         r.apt_ok("remove")?;
         let status = r.log("remove.dpkg-status")?;
         ensure!(
@@ -343,10 +423,10 @@ fn judge_install_scenario(
             "containerd stopped, /etc/containerd/config.toml kept as it was, the package in state config-files".to_owned(),
         ))
     })?;
-    check("purge after remove", || {
+    check(&named("purge after remove"), || {
         Ok(((), r.purged("purge", "before")?))
     })?;
-    check("upgrade with an edited config", || {
+    check(&named("upgrade with an edited config"), || {
         r.apt_ok("reinstall")?;
         r.installed("reinstall", &v1)?;
         r.config("reinstall", true, default1)?;
@@ -375,10 +455,10 @@ fn judge_install_scenario(
             format!("{v1} -> {v2} while revision 2 generates a different config: no prompt, the edited config.toml is kept byte for byte and stays in effect, the new one is beside it as config.toml.ucf-dist"),
         ))
     })?;
-    check("purge after the edit", || {
+    check(&named("purge after the edit"), || {
         Ok(((), r.purged("edited-purge", "before")?))
     })?;
-    check("preseeded installation", || {
+    check(&named("preseeded installation"), || {
         r.rc_ok("preseed")?;
         r.apt_ok("preseeded-install")?;
         r.running("preseeded-install")?;
@@ -396,11 +476,11 @@ fn judge_install_scenario(
             ),
         ))
     })?;
-    check("purge after the preseeded installation", || {
+    check(&named("purge after the preseeded installation"), || {
         Ok(((), r.purged("final-purge", "before")?))
     })?;
     check(
-        "replacing Debian's containerd with an edited config.toml",
+        &named("replacing Debian's containerd with an edited config.toml"),
         || {
             let p = "migrate-edited";
             r.apt_ok(&format!("{p}-old"))?;
@@ -410,6 +490,13 @@ fn judge_install_scenario(
             r.installed(p, &v1)?;
             r.same_config(p, &edited, "Debian's config.toml, as edited")?;
             r.diverted(p, Some(&stack1.package.name))?;
+            r.unit_in_place(p)?;
+            let upgrade = format!("{p}-upgrade");
+            r.apt_ok(&upgrade)?;
+            r.running(&upgrade)?;
+            r.installed(&upgrade, &v2)?;
+            r.same_config(&upgrade, &edited, "Debian's config.toml, as edited")?;
+            r.etc_containerd(&upgrade, Some(&["config.toml"]))?;
             r.rc_ok(&format!("{p}-purge-old"))?;
             r.same_config(&format!("{p}-purge-old"), &edited, "the edited config.toml")?;
             r.rc_ok(&format!("{p}-restart"))?;
@@ -423,21 +510,29 @@ fn judge_install_scenario(
             )?;
             Ok((
                 (),
-                "the edited conffile is kept byte for byte; dpkg --purge containerd runc afterwards leaves it (diverted by the package while it is installed) and containerd restarts enabled; purging the package drops the diversion and leaves the administrator's file".to_owned(),
+                format!("apt-get install keeps the edited conffile byte for byte, and so does the upgrade to {v2}; dpkg --purge containerd runc afterwards leaves it (diverted by the package while it is installed) and containerd restarts enabled; purging the package drops the diversion and leaves the administrator's file"),
             ))
         },
     )?;
     check(
-        "replacing Debian's containerd with its config.toml untouched",
+        &named("replacing Debian's containerd with its config.toml untouched, by dpkg -i"),
         || {
             let p = "migrate-default";
             r.apt_ok(&format!("{p}-old"))?;
             r.apt_ok(p)?;
+            r.unit_in_place(p)?;
             r.running(p)?;
             r.installed(p, &v1)?;
             r.config(p, true, default1)?;
-            let generated = booted.read(&format!("{p}.config.toml"))?;
             r.diverted(p, Some(&stack1.package.name))?;
+            let upgrade = format!("{p}-upgrade");
+            r.apt_ok(&upgrade)?;
+            r.running(&upgrade)?;
+            r.installed(&upgrade, &v2)?;
+            // The generated file replaced an unedited one: the package's own, regenerated.
+            r.config(&upgrade, true, default2)?;
+            r.etc_containerd(&upgrade, Some(&["config.toml"]))?;
+            let generated = booted.read(&format!("{upgrade}.config.toml"))?;
             r.rc_ok(&format!("{p}-purge-old"))?;
             r.same_config(
                 &format!("{p}-purge-old"),
@@ -446,16 +541,13 @@ fn judge_install_scenario(
             )?;
             r.rc_ok(&format!("{p}-restart"))?;
             r.running(&format!("{p}-restart"))?;
-            r.config(&format!("{p}-restart"), true, default1)?;
+            r.config(&format!("{p}-restart"), true, default2)?;
             r.apt_ok(&format!("{p}-purge"))?;
             r.diverted(&format!("{p}-purge"), None)?;
-            ensure!(
-                !booted.out.join(format!("{p}-purge.config.toml")).exists(),
-                "after {p}-purge: the generated /etc/containerd/config.toml is still there"
-            );
+            r.etc_containerd(&format!("{p}-purge"), None)?;
             Ok((
                 (),
-                format!("the unedited conffile is replaced by the generated config (SystemdCgroup = true, {default1}); dpkg --purge containerd runc afterwards leaves it and containerd restarts enabled; purging the package removes it and the diversion"),
+                format!("dpkg -i removes the replaced packages after unpacking the package, and its unit survives the removal of their /lib name for it; the unedited conffile is replaced by the generated config (SystemdCgroup = true, {default1}), which the upgrade to {v2} regenerates ({default2}); dpkg --purge containerd runc afterwards leaves it and containerd restarts enabled; purging the package removes it, /etc/containerd and the diversion"),
             ))
         },
     )?;
@@ -474,7 +566,7 @@ fn repo_scenario(
     prefix: &str,
     work: &Path,
 ) -> Result<((), String)> {
-    let repo_dir = work.join("repo");
+    let repo_dir = work.join(format!("repo-{}", rootfs.suite));
     let first = crate::now();
     let key = sign::generate(
         "containerd-stack e2e <e2e@example.invalid>",
@@ -524,7 +616,7 @@ fn repo_scenario(
     };
     let booted = nspawn::boot(
         Boot {
-            name: format!("{prefix}-repo"),
+            name: format!("{prefix}-{}-repo", rootfs.suite),
             rootfs,
             script: REPO_SCENARIO,
             env: vec![
@@ -613,6 +705,15 @@ impl Records<'_> {
     /// apt-get succeeded and nothing prompted.
     fn apt_ok(&self, step: &str) -> Result<()> {
         let log = self.log(step)?;
+        // Without the teletype frontend a question is answered silently: the prompt check
+        // would prove nothing.
+        if let Some(line) = log.lines().find(|l| l.contains("falling back to frontend")) {
+            bail!(
+                "in step {step:?} debconf's teletype frontend did not start ({:?}), so no question would show (full log: {})",
+                line.trim(),
+                self.0.out.join(format!("{step}.log")).display()
+            );
+        }
         if let Some(line) = prompt_in(&log) {
             bail!(
                 "apt-get in step {step:?} showed a prompt: {:?} (full log: {})",
@@ -658,6 +759,40 @@ impl Records<'_> {
             found == want,
             "after {step}: /etc/containerd/config.toml is not {what} (the guest's copy: {})",
             self.0.out.join(name).display()
+        );
+        Ok(())
+    }
+
+    /// The package's unit is in /usr/lib after `step`, and the diversion that protects it
+    /// from the removal of a replaced package is gone again.
+    fn unit_in_place(&self, step: &str) -> Result<()> {
+        ensure!(
+            self.0.read(&format!("{step}.unit.rc"))?.trim() == "0",
+            "after {step}: /usr/lib/systemd/system/containerd.service is gone ({}): removing the replaced package deleted it by its /lib name",
+            shell_log(&self.log(&format!("{step}.unit")).unwrap_or_default())
+        );
+        let diverter = self.log(&format!("{step}.unit-diversion"))?;
+        ensure!(
+            diverter.trim().is_empty(),
+            "after {step}: /lib/systemd/system/containerd.service is still diverted by {:?}; the postinst drops that diversion",
+            diverter.trim()
+        );
+        Ok(())
+    }
+
+    /// The names in /etc/containerd after `step` are `want` (`None`: the directory is gone).
+    fn etc_containerd(&self, step: &str, want: Option<&[&str]>) -> Result<()> {
+        let listed = self.log(&format!("{step}.etc-containerd"))?;
+        let found = match self.0.read(&format!("{step}.etc-containerd.rc"))?.trim() {
+            "0" => Some(ls_names(&listed)),
+            _ => None,
+        };
+        let want: Option<Vec<String>> = want.map(|w| w.iter().map(|n| (*n).to_owned()).collect());
+        ensure!(
+            found == want,
+            "after {step}: /etc/containerd holds {}, expected {}",
+            found.map_or("nothing (it is gone)".to_owned(), |f| format!("{f:?}")),
+            want.map_or("it gone".to_owned(), |w| format!("{w:?}"))
         );
         Ok(())
     }
@@ -749,6 +884,17 @@ impl Records<'_> {
             VOLATILE.len()
         ))
     }
+}
+
+/// The entry names of `ls -la` output, `.` and `..` left out.
+fn ls_names(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| !l.starts_with("total "))
+        .filter_map(|l| l.split_whitespace().nth(8))
+        .filter(|n| *n != "." && *n != "..")
+        .map(str::to_owned)
+        .collect()
 }
 
 fn listed(what: &str, paths: &[String]) -> String {
@@ -987,10 +1133,10 @@ impl Listener for WarningsOnly {
     }
 }
 
-/// piuparts' minimal base: Debian 12 minbase as a gzip tarball (piuparts reads no other),
+/// piuparts' minimal base: `suite`'s minbase as a gzip tarball (piuparts reads no other),
 /// converted once from the cached mmdebstrap tarball.
-fn minbase_tgz() -> Result<PathBuf> {
-    let rootfs = Rootfs::cached(Suite::Bookworm, &[])?;
+fn minbase_tgz(suite: Suite) -> Result<PathBuf> {
+    let rootfs = Rootfs::cached(suite, &[])?;
     let tgz = rootfs.tarball.with_extension("tgz");
     if tgz.is_file() {
         return Ok(tgz);
@@ -1014,20 +1160,19 @@ fn minbase_tgz() -> Result<PathBuf> {
     Ok(tgz)
 }
 
-/// piuparts' install and purge test, from the minimal base: it installs the package's
-/// dependencies from Debian's archive with apt, purges everything, and fails on any file
-/// left behind or gone, on processes left running, on broken symlinks.
+/// piuparts' tests from the minimal base, in one run: install and purge revision 2 (apt
+/// installs its dependencies from Debian's archive), then install revision 1 from a
+/// repository on loopback, upgrade it to revision 2 and purge. Each fails on any file left
+/// behind or gone, on processes left running, on broken symlinks.
 fn piuparts(
-    deb: &BuiltDeb,
+    suite: Suite,
+    deb1: &BuiltDeb,
+    deb2: &BuiltDeb,
     minbase: &Path,
-    extra_repo: Option<&str>,
     work: &Path,
 ) -> Result<((), String)> {
-    let tag = match extra_repo {
-        None => "piuparts",
-        Some(_) => "piuparts-upgrade",
-    };
-    let tmp = work.join(tag);
+    let tag = format!("piuparts-{suite}");
+    let tmp = work.join(&tag);
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let log = work.join(format!("{tag}.log"));
     // piuparts writes the chroot's sources.list from the host's, or from the defaults of the
@@ -1044,68 +1189,8 @@ fn piuparts(
             minbase.display()
         )
     })?;
-    let mut cmd = Command::new("piuparts");
-    cmd.args(["-d", Suite::Bookworm.codename()]);
-    match extra_repo {
-        // Without one, there is no earlier version to upgrade from.
-        None => cmd.arg("--no-upgrade-test"),
-        // With one, piuparts also installs the repository's version and upgrades it to
-        // the package given.
-        Some(line) => cmd.arg(format!("--extra-repo={line}")),
-    };
-    cmd.arg(format!("--mirror={mirror} main"))
-        .arg(format!("--basetgz={}", minbase.display()))
-        .arg(format!("--tmpdir={}", tmp.display()))
-        .arg(format!("--log-file={}", log.display()))
-        .arg(&deb.path)
-        .stdin(std::process::Stdio::null());
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {}", process::describe(&cmd)))?;
-    let report = fs::read_to_string(&log).unwrap_or_else(|_| text(&out));
-    if !out.status.success() {
-        let fails: Vec<&str> = report
-            .lines()
-            .filter(|l| l.contains("FAIL") || l.contains("ERROR"))
-            .collect();
-        bail!(
-            "piuparts failed ({}), full log in {}: {}",
-            out.status,
-            log.display(),
-            match fails.is_empty() {
-                true => last_lines(&report, 4),
-                false => fails.join(" | "),
-            }
-        );
-    }
-    ensure!(
-        report.contains("PASS: All tests."),
-        "piuparts exited 0 but its log {} has no \"PASS: All tests.\"",
-        log.display()
-    );
-    Ok((
-        (),
-        format!(
-            "{} from minbase pass: {} (log {})",
-            match extra_repo {
-                None => "install and purge",
-                Some(_) => "install, upgrade from the repository's revision, and purge",
-            },
-            file_name(&deb.path),
-            log.display()
-        ),
-    ))
-}
 
-/// piuparts' upgrade test: revision 1 published in a repository on loopback (apt inside
-/// piuparts' chroot reaches it), revision 2 given as the package to upgrade to.
-fn piuparts_upgrade(
-    deb1: &BuiltDeb,
-    deb2: &BuiltDeb,
-    minbase: &Path,
-    work: &Path,
-) -> Result<((), String)> {
-    let repo_dir = work.join("piuparts-repo");
+    let repo_dir = work.join(format!("{tag}-repo"));
     let now = crate::now();
     let key = sign::generate(
         "containerd-stack piuparts <piuparts@example.invalid>",
@@ -1126,19 +1211,70 @@ fn piuparts_upgrade(
         &PublishOptions::new(now),
         &WarningsOnly,
     )?;
-    let mirror = Mirror::serve(&repo_dir);
+    let repo = Mirror::serve(&repo_dir);
+
+    let mut cmd = Command::new("piuparts");
+    cmd.args(["-d", suite.codename()]);
+    for ignored in PIUPARTS_IGNORED {
+        cmd.arg(format!("--ignore={ignored}"));
+    }
     // The repository's signature is tested elsewhere; here only the upgrade path is.
-    let line = format!("deb [trusted=yes] {} stable main", mirror.url());
-    let result = piuparts(deb2, minbase, Some(&line), work)?;
+    cmd.arg(format!(
+        "--extra-repo=deb [trusted=yes] {} stable main",
+        repo.url()
+    ))
+    .arg(format!("--mirror={mirror} main"))
+    .arg(format!("--basetgz={}", minbase.display()))
+    .arg(format!("--tmpdir={}", tmp.display()))
+    .arg(format!("--log-file={}", log.display()))
+    .arg(&deb2.path)
+    .stdin(std::process::Stdio::null());
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", process::describe(&cmd)))?;
+    let report = fs::read_to_string(&log).unwrap_or_else(|_| text(&out));
+    if !out.status.success() {
+        let fails: Vec<&str> = report
+            .lines()
+            .filter(|l| l.contains("FAIL") || l.contains("ERROR"))
+            .collect();
+        bail!(
+            "piuparts failed ({}), full log in {}: {}",
+            out.status,
+            log.display(),
+            match fails.is_empty() {
+                true => last_lines(&report, 4),
+                false => fails.join(" | "),
+            }
+        );
+    }
+    for pass in [
+        "PASS: Installation and purging test.",
+        "PASS: Installation, upgrade and purging tests.",
+        "PASS: All tests.",
+    ] {
+        ensure!(
+            report.contains(pass),
+            "piuparts exited 0 but its log {} has no {pass:?}",
+            log.display()
+        );
+    }
     ensure!(
-        mirror
-            .requests()
+        repo.requests()
             .iter()
             .any(|r| r.starts_with("/pool/") && r.ends_with(".deb")),
         "piuparts never downloaded revision 1 from the repository at {}",
-        mirror.url()
+        repo.url()
     );
-    Ok(result)
+    Ok((
+        (),
+        format!(
+            "from minbase, {} installs and purges, and {} from the repository upgrades to it and purges (log {})",
+            file_name(&deb2.path),
+            file_name(&deb1.path),
+            log.display()
+        ),
+    ))
 }
 
 /// The URL of the first `deb` line of a one-line-style sources.list.
@@ -1149,36 +1285,6 @@ fn first_mirror(sources: &str) -> Option<&str> {
             .then(|| words.find(|w| !w.starts_with('[')))
             .flatten()
     })
-}
-
-/// lintian finds no error in revision 2 (revision 1 is byte for byte the package `cargo
-/// xtask system` judges in full, overrides included).
-fn lintian(deb: &BuiltDeb) -> Result<((), String)> {
-    let mut cmd = Command::new("lintian");
-    cmd.args(["--no-cfg", "--fail-on", "error", "--tag-display-limit", "0"])
-        .arg(&deb.path);
-    let out = cmd.output().context("cannot run lintian")?;
-    let report = text(&out);
-    let count = |severity: &str| report.lines().filter(|l| l.starts_with(severity)).count();
-    let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E: ")).collect();
-    ensure!(
-        errors.is_empty() && out.status.success(),
-        "lintian reports {} error(s) on {}: {}",
-        errors.len(),
-        deb.path.display(),
-        match errors.is_empty() {
-            true => last_lines(&report, 3),
-            false => errors.join(" | "),
-        }
-    );
-    Ok((
-        (),
-        format!(
-            "no errors in {}, {} warning(s)",
-            file_name(&deb.path),
-            count("W: ")
-        ),
-    ))
 }
 
 /// Keeps a run's records, packages and logs in `target`, replacing the previous run's
@@ -1276,6 +1382,19 @@ version = 3
             ]
         );
         assert_eq!(disappeared, ["/opt"]);
+    }
+
+    #[test]
+    fn ls_names_leave_out_the_directory_and_its_parent() {
+        let listing = "total 24\n\
+                       drwxr-xr-x  2 root root 4096 Dec  1 09:58 .\n\
+                       drwxr-xr-x 31 root root 4096 Dec  1 09:58 ..\n\
+                       -rw-r--r--  1 root root 6992 Dec  1 09:58 config.toml\n\
+                       -rw-r--r--  1 root root 6992 Dec  1 09:58 config.toml.containerd-dpkg\n";
+        assert_eq!(
+            ls_names(listing),
+            ["config.toml", "config.toml.containerd-dpkg"]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod bench;
 mod chaos;
 mod ci;
 mod e2e;
+mod lintian;
 mod process;
 mod product;
 mod realbin;

@@ -80,6 +80,45 @@ pub fn check<T>(name: &str, f: impl FnOnce() -> Result<(T, String)>) -> Result<T
     Ok(value)
 }
 
+/// A value another thread makes meanwhile (a Debian root, which is mostly mmdebstrap
+/// waiting on the archive). Dropping it unused waits for that thread: a run that fails
+/// early must not leave mmdebstrap running, nor waste its work for the next run.
+pub struct Background<T> {
+    what: String,
+    handle: Option<std::thread::JoinHandle<Result<T>>>,
+}
+
+impl<T: Send + 'static> Background<T> {
+    pub fn spawn(what: &str, make: impl FnOnce() -> Result<T> + Send + 'static) -> Self {
+        Background {
+            what: what.to_owned(),
+            handle: Some(std::thread::spawn(make)),
+        }
+    }
+
+    /// Waits for the value.
+    pub fn wait(mut self) -> Result<T> {
+        let handle = self.handle.take().expect("waited for once");
+        handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread making {} panicked", self.what))?
+    }
+}
+
+impl<T> Drop for Background<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            if !handle.is_finished() {
+                println!(
+                    "     (waiting for {} to be finished, for the next run)",
+                    self.what
+                );
+            }
+            let _ = handle.join();
+        }
+    }
+}
+
 /// Prints what the library reports, indented under the check.
 pub struct Printer;
 

@@ -32,6 +32,25 @@ impl Suite {
             Suite::Trixie => "trixie",
         }
     }
+
+    /// The release's name, as users know it.
+    pub fn release(self) -> &'static str {
+        match self {
+            Suite::Bookworm => "Debian 12",
+            Suite::Trixie => "Debian 13",
+        }
+    }
+
+    /// Whether a booted system of this release gets the unified cgroup hierarchy where the
+    /// host can give either. Debian 13's systemd (257) deprecates cgroup v1, which 258
+    /// drops, and a Debian 13 system runs on the unified hierarchy; Debian 12's (252) is
+    /// booted with the legacy layout, as it always has been here.
+    pub fn unified_cgroups(self) -> bool {
+        match self {
+            Suite::Bookworm => false,
+            Suite::Trixie => true,
+        }
+    }
 }
 
 impl std::fmt::Display for Suite {
@@ -54,6 +73,7 @@ const CHROOT_ENV: &[(&str, &str)] = &[
 /// A cached root filesystem tarball.
 #[derive(Debug, Clone)]
 pub struct Rootfs {
+    pub suite: Suite,
     pub tarball: PathBuf,
     /// How long mmdebstrap took, when this call made the tarball; `None` when it was cached.
     pub made_in: Option<Duration>,
@@ -68,6 +88,7 @@ impl Rootfs {
         let tarball = dir.join(format!("{name}.tar"));
         if tarball.is_file() {
             return Ok(Rootfs {
+                suite,
                 tarball,
                 made_in: None,
             });
@@ -105,9 +126,22 @@ impl Rootfs {
         fs::rename(&partial, &tarball)
             .with_context(|| format!("cannot move {} into place", partial.display()))?;
         Ok(Rootfs {
+            suite,
             tarball,
             made_in: Some(start.elapsed()),
         })
+    }
+
+    /// The tarball, and whether this run made it, for the progress output.
+    pub fn describe(&self) -> String {
+        match self.made_in {
+            Some(t) => format!(
+                "{} (made now by mmdebstrap in {:.0}s)",
+                self.tarball.display(),
+                t.as_secs_f64()
+            ),
+            None => format!("{} (cached)", self.tarball.display()),
+        }
     }
 
     /// Unpacks a private copy of the tarball into a new temporary directory.

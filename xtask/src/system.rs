@@ -1,16 +1,17 @@
 //! `cargo xtask system`: the build-deb system tests on real programs. Debian's own builds
 //! of containerd, runc and the CNI plugins, repacked as upstream assets, are served over
 //! loopback HTTP and packaged by the library; then the package is judged the way Debian
-//! judges one — dpkg-deb reads it, lintian finds no error and every override matches, and
-//! `dpkg -i` installs it into a minimal Debian 12 where the programs run. Needs root and
-//! Debian's archive, nothing else from the network.
+//! judges one — dpkg-deb reads it, the host's lintian and Debian 13's (in a root of its
+//! own) find no error and every override matches, and `dpkg -i` installs it into a minimal
+//! Debian 12 where the programs run. Needs root and Debian's archive, nothing else from
+//! the network.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use containerd_stack::artifact::Artifact;
 use containerd_stack::deb::compress::Compression;
@@ -19,7 +20,8 @@ use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuildOptions, BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
-use crate::process::{self, check, require_tool, stdout, text, Printer};
+use crate::lintian::Lintian;
+use crate::process::{self, check, require_tool, stdout, text, Background, Printer};
 use crate::realbin::{self, RealRelease};
 use crate::rootfs::{Chroot, Rootfs, Suite};
 
@@ -81,31 +83,23 @@ pub fn run(args: Args) -> Result<()> {
     })?;
 
     // `dpkg -i` installs nothing else: the rootfs is minbase plus the package's dependencies.
-    // mmdebstrap spends its minute mostly waiting on the archive: let it run meanwhile.
+    // mmdebstrap spends its minute mostly waiting on the archive: let it run meanwhile, and
+    // make the root Debian 13's lintian runs in as well.
     let include = dependencies(&deb.path)?;
-    let rootfs = std::thread::spawn(move || {
+    let rootfs = Background::spawn("the rootfs", move || {
         let include: Vec<&str> = include.iter().map(String::as_str).collect();
         Rootfs::cached(Suite::Bookworm, &include)
     });
+    let suite_lintian = Background::spawn("Debian 13's lintian root", || {
+        Lintian::of_suite(Suite::Trixie)
+    });
 
-    let judged = check("dpkg-deb", || dpkg_deb(&deb, &stack, &release, work.path()))
-        .and_then(|()| check("lintian", || lintian(&deb, &stack, work.path())));
-    if judged.is_err() && !rootfs.is_finished() {
-        // Killing mmdebstrap would waste its work and leave its partial tarball behind.
-        println!("     (waiting for mmdebstrap to finish the rootfs, for the next run)");
-    }
-    let made = rootfs.join();
-    judged?;
+    check("dpkg-deb", || dpkg_deb(&deb, &stack, &release, work.path()))?;
+    let host_lintian = Lintian::host()?;
+    check("lintian (host)", || lintian(&host_lintian, &deb, &stack))?;
     let rootfs = check("rootfs", || {
-        let r = made.map_err(|_| anyhow!("the thread making the rootfs panicked"))??;
-        let detail = match r.made_in {
-            Some(t) => format!(
-                "{} (made now by mmdebstrap in {:.0}s)",
-                r.tarball.display(),
-                t.as_secs_f64()
-            ),
-            None => format!("{} (cached)", r.tarball.display()),
-        };
+        let r = rootfs.wait()?;
+        let detail = r.describe();
         Ok((r, detail))
     })?;
     check("install in a chroot", || {
@@ -114,6 +108,12 @@ pub fn run(args: Args) -> Result<()> {
     check("debsig-verify", || {
         debsig(&deb, &stack, &release, work.path())
     })?;
+    let suite_lintian = check("lintian root (trixie)", || {
+        let l = suite_lintian.wait()?;
+        let detail = format!("{} in {}", l.version, l.describe_root());
+        Ok((l, detail))
+    })?;
+    check("lintian (trixie)", || lintian(&suite_lintian, &deb, &stack))?;
 
     // A second, foreign architecture: Debian's arm64 binaries (amd64's on an arm64 host) make
     // a package whose Architecture, Depends and files must be right and lintian-clean. It
@@ -145,9 +145,11 @@ pub fn run(args: Args) -> Result<()> {
         }
         Ok(((), depends))
     })?;
-    check(&format!("lintian ({foreign})"), || {
-        lintian(&deb, &stack, &foreign_work)
-    })?;
+    for (lintian_of, l) in [("host", &host_lintian), ("trixie", &suite_lintian)] {
+        check(&format!("lintian ({foreign}, {lintian_of})"), || {
+            lintian(l, &deb, &stack)
+        })?;
+    }
     println!(
         "system tests passed in {:.0}s",
         start.elapsed().as_secs_f64()
@@ -370,7 +372,7 @@ fn dpkg_deb(
     let doc = format!("usr/share/doc/{}", stack.package.name);
     let mut expected: Vec<String> = programs.iter().map(|(p, _)| p.clone()).collect();
     expected.extend([
-        "lib/systemd/system/containerd.service".to_owned(),
+        "usr/lib/systemd/system/containerd.service".to_owned(),
         format!("{doc}/copyright"),
         format!("{doc}/changelog.Debian.gz"),
     ]);
@@ -408,163 +410,11 @@ fn dpkg_deb(
     ))
 }
 
-/// lintian reports no error, no override is unused or fails to match, and every override
-/// says why it is there.
-fn lintian(deb: &BuiltDeb, stack: &Stack, work: &Path) -> Result<((), String)> {
-    let template = containerd_stack::render::TEMPLATES
-        .iter()
-        .find(|(name, _)| *name == "lintian-overrides")
-        .map(|(_, text)| *text)
-        .context("no lintian-overrides template is compiled in")?;
-    let unjustified = unjustified_overrides(template);
-    ensure!(
-        unjustified.is_empty(),
-        "debian-templates/lintian-overrides.hbs: no comment gives the reason for {}",
-        unjustified.join("; ")
-    );
-    let installed = work
-        .join("extracted/usr/share/lintian/overrides")
-        .join(&stack.package.name);
-    let overrides_text = match std::fs::read_to_string(&installed) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", installed.display())),
-    };
-    let unjustified = unjustified_overrides(&overrides_text);
-    ensure!(
-        unjustified.is_empty(),
-        "/usr/share/lintian/overrides/{}: no comment gives the reason for {}",
-        stack.package.name,
-        unjustified.join("; ")
-    );
-
-    // lintian ignores an override of a tag it does not know, without a word.
-    let override_tags: BTreeSet<String> = overrides(&overrides_text)
-        .into_iter()
-        .map(|o| o.tag)
-        .collect();
-    for tag in &override_tags {
-        let known = Command::new("lintian-explain-tags")
-            .arg(tag)
-            .output()
-            .context("cannot run lintian-explain-tags")?
-            .status
-            .success();
-        ensure!(
-            known,
-            "/usr/share/lintian/overrides/{}: lintian has no tag {tag:?}",
-            stack.package.name
-        );
-    }
-
-    let mut cmd = Command::new("lintian");
-    // Not --fail-on: with --show-overrides lintian counts overridden errors as failures too.
-    cmd.args([
-        "--no-cfg",
-        "--display-info",
-        "--show-overrides",
-        "--tag-display-limit",
-        "0",
-        "--fail-on",
-        "none",
-    ])
-    .arg(&deb.path);
-    let out = cmd.output().context("cannot run lintian")?;
-    let report = text(&out);
-    print_indented(&report);
-    let tags: Vec<(&str, &str)> = report
-        .lines()
-        .filter_map(|l| {
-            let (severity, rest) = l.split_once(": ")?;
-            let tag = rest.split_whitespace().nth(1)?;
-            (severity.len() == 1).then_some((severity, tag))
-        })
-        .collect();
-    let count = |s: &str| tags.iter().filter(|(sev, _)| *sev == s).count();
-    let errors = count("E");
-    ensure!(
-        errors == 0,
-        "lintian reports {errors} error(s) on {} (the E: lines above)",
-        deb.path.display()
-    );
-    let stale: Vec<&str> = tags
-        .iter()
-        .filter(|(_, tag)| matches!(*tag, "unused-override" | "mismatched-override"))
-        .map(|(_, tag)| *tag)
-        .collect();
-    ensure!(
-        stale.is_empty(),
-        "lintian: {} override(s) from debian-templates/lintian-overrides.hbs silence nothing ({} above): fix their contexts",
-        stale.len(),
-        stale.join(", ")
-    );
-    ensure!(
-        out.status.success(),
-        "lintian failed ({}): {}",
-        out.status,
-        process::last_lines(&report, 3)
-    );
-    Ok((
-        (),
-        format!(
-            "no errors, {} warning(s), {} info, {} overridden; the overrides ({}) are all used and justified",
-            count("W"),
-            count("I"),
-            count("O"),
-            override_tags.into_iter().collect::<Vec<_>>().join(", ")
-        ),
-    ))
-}
-
-/// One override line of a lintian overrides file (or of its template).
-struct Override {
-    line: String,
-    tag: String,
-    /// A comment gives its reason, by lintian's rule: a comment explains the override after
-    /// it, and carries over to further overrides of the same tag until a blank line.
-    justified: bool,
-}
-
-/// The overrides in `text`. Template lines (`{{…}}`) are skipped, so in a template every
-/// branch is seen.
-fn overrides(text: &str) -> Vec<Override> {
-    let mut out: Vec<Override> = Vec::new();
-    let mut comment = false;
-    let mut carried: Option<(String, bool)> = None;
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() {
-            comment = false;
-            carried = None;
-        } else if line.starts_with("{{") && line.ends_with("}}") {
-            continue;
-        } else if let Some(c) = line.strip_prefix('#') {
-            comment |= !c.trim().is_empty();
-        } else {
-            let hint = line.split_once(':').map_or(line, |(_, h)| h).trim();
-            let tag = hint
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let justified = comment || carried.as_ref().is_some_and(|(t, j)| *t == tag && *j);
-            carried = Some((tag.clone(), justified));
-            comment = false;
-            out.push(Override {
-                line: line.to_owned(),
-                tag,
-                justified,
-            });
-        }
-    }
-    out
-}
-
-fn unjustified_overrides(text: &str) -> Vec<String> {
-    overrides(text)
-        .into_iter()
-        .filter(|o| !o.justified)
-        .map(|o| o.line)
-        .collect()
+/// The lintian of `lintian` judges `deb`; its whole report is shown.
+fn lintian(lintian: &Lintian, deb: &BuiltDeb, stack: &Stack) -> Result<((), String)> {
+    let judged = lintian.judge(&deb.path, &stack.package.name)?;
+    print_indented(&judged.report);
+    Ok(((), judged.summary))
 }
 
 /// Installs the package with dpkg into a fresh minimal Debian 12 and runs its programs.
@@ -664,25 +514,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overrides_need_a_comment_carried_only_within_a_tag() {
-        let text = "\
-# Why.
-pkg: dir-or-file-in-opt [opt/cni/bin/]
-pkg: dir-or-file-in-opt [opt/cni/bin/bridge]
-pkg: statically-linked-binary [usr/bin/ctr]
-
-pkg: dir-or-file-in-opt [opt/x]
-";
-        assert_eq!(
-            unjustified_overrides(text),
-            [
-                "pkg: statically-linked-binary [usr/bin/ctr]",
-                "pkg: dir-or-file-in-opt [opt/x]"
-            ]
-        );
-    }
-
-    #[test]
     fn dependencies_are_the_first_alternatives_without_versions() {
         let fields = "Pre-Depends: init-system-helpers (>= 1.54~)\n\
                       Depends: libc6 (>= 2.34), libseccomp2,\n debconf (>= 0.5) | debconf-2.0, mawk:any | awk\n";
@@ -697,31 +528,5 @@ pkg: dir-or-file-in-opt [opt/x]
             ]
         );
         assert!(parse_dependencies("").is_empty());
-    }
-
-    #[test]
-    fn template_lines_are_transparent() {
-        let text = "\
-{{#each static_programs}}
-# Upstream builds it statically.
-{{../package}}: statically-linked-binary [{{this}}]
-{{/each}}
-{{#if cni_in_opt}}
-{{package}}: dir-or-file-in-opt [{{cni_bin_dir_rel}}/]
-{{/if}}
-";
-        assert_eq!(
-            unjustified_overrides(text),
-            ["{{package}}: dir-or-file-in-opt [{{cni_bin_dir_rel}}/]"]
-        );
-    }
-
-    #[test]
-    fn the_shipped_template_justifies_every_override() {
-        let (_, text) = containerd_stack::render::TEMPLATES
-            .iter()
-            .find(|(n, _)| *n == "lintian-overrides")
-            .unwrap();
-        assert_eq!(unjustified_overrides(text), Vec::<String>::new());
     }
 }

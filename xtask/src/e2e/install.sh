@@ -64,13 +64,21 @@ apt_get preseeded-upgrade install "/e2e/$DEB2"
 purge final-purge
 
 # Coming from Debian's containerd, whose config.toml is a conffile: an edited one is kept
-# and an unedited one replaced by the generated config; either way purging the replaced
-# package afterwards leaves the file containerd runs with in place.
-# diversion STEP: which package diverts $CONFIG (none: an empty log).
+# and an unedited one replaced by the generated config; either way an upgrade treats the
+# file as one the package generated, and purging the replaced package afterwards leaves
+# the file containerd runs with in place.
+# diversion STEP: which package diverts $CONFIG and the replaced package's unit (none: an
+# empty log), and whether this package's unit is there.
 diversion() {
     record "$1.diversion" dpkg-divert --listpackage "$CONFIG"
+    record "$1.unit-diversion" dpkg-divert --listpackage "$OLD_UNIT"
+    record "$1.unit" ls "$UNIT"
 }
-# migrate PREFIX: Debian's containerd, then this package over it, then the old purged.
+# migrate PREFIX HOW: Debian's containerd, then this package over it with HOW: apt-get
+# (which removes the replaced packages before unpacking this one) or dpkg (which removes
+# them after: the unit's old name, /lib/systemd/system/…, is then deleted while this
+# package's unit is already there under its other name); then the upgrade to revision 2,
+# the old packages purged and the package purged.
 migrate() {
     # shellcheck disable=SC2086 # OLD_DEBS is a list of paths
     apt_get "$1-old" install $OLD_DEBS
@@ -79,20 +87,29 @@ migrate() {
         printf '%s\n' "$EDIT_LINE" >>"$CONFIG"
         cp "$CONFIG" "$OUT/$1.edited.config.toml"
     fi
-    apt_get "$1" install "/e2e/$DEB1"
+    if [ "$2" = dpkg ]; then
+        say "$1: dpkg -i /e2e/$DEB1"
+        record "$1" on_tty dpkg -i "/e2e/$DEB1"
+        state "$1"
+    else
+        apt_get "$1" install "/e2e/$DEB1"
+    fi
     diversion "$1"
+    apt_get "$1-upgrade" install "/e2e/$DEB2"
     say "$1: purging the replaced packages"
-    record "$1-purge-old" dpkg --purge containerd runc
+    record "$1-purge-old" on_tty dpkg --purge containerd runc
     state "$1-purge-old"
     record "$1-restart" systemctl restart containerd.service
     state "$1-restart"
     apt_get "$1-purge" purge "$PACKAGE"
     diversion "$1-purge"
 }
-migrate migrate-edited
+OLD_UNIT=/lib/systemd/system/containerd.service
+UNIT=/usr/lib/systemd/system/containerd.service
+migrate migrate-edited apt-get
 # The edited file was the administrator's, so it outlived the purge; they remove it.
 rm -f "$CONFIG"
-migrate migrate-default
+migrate migrate-default dpkg
 
 say "scenario finished"
 : >"$OUT/finished"

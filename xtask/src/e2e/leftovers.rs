@@ -332,6 +332,8 @@ fn cgroups_named(prefix: &str) -> Vec<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     #[test]
@@ -349,21 +351,26 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        // The forked shell may not have become `sleep` yet.
-        let mut found = Vec::new();
-        for _ in 0..50 {
-            found = descendants()
+        // Until the forked shell has exec'd, the orphan's command line is still the shell's;
+        // an empty list only means it has not been seen yet. A loaded machine may take long.
+        let orphan = format!("sleep {marker}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let found = loop {
+            let found: Vec<(u32, String)> = descendants()
                 .into_iter()
                 .filter(|(_, cmdline)| cmdline.contains(marker))
                 .collect();
-            if found.iter().all(|(_, c)| c.starts_with("sleep")) {
-                break;
+            if found.iter().any(|(_, c)| *c == orphan) || Instant::now() > deadline {
+                break found;
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         end(&found);
+        assert!(
+            found.iter().any(|(_, c)| *c == orphan),
+            "no orphaned `{orphan}` among the descendants within 60s; found {found:?}"
+        );
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].1, format!("sleep {marker}"));
         assert!(!Path::new(&format!("/proc/{}", found[0].0)).exists());
     }
 }

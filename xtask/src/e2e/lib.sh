@@ -6,8 +6,10 @@
 #
 # debconf's teletype frontend with no input, not the noninteractive one: a question at the
 # default priority (a ucf conflict, say) then prints its text into the apt log, where the
-# xtask looks for it, instead of being answered silently. dpkg's own conffile prompt prints
-# whatever the frontend.
+# xtask looks for it, instead of being answered silently. Debian 13's teletype frontend
+# refuses to start unless its input is a terminal (it falls back to noninteractive), so
+# apt-get and dpkg run on a terminal whose input ends at once (on_tty). dpkg's own
+# conffile prompt prints whatever the frontend.
 
 OUT=/e2e/out
 CONFIG=/etc/containerd/config.toml
@@ -24,6 +26,15 @@ record() {
     shift
     "$@" >"$OUT/$record_step.log" 2>&1 </dev/null
     echo "$?" >"$OUT/$record_step.rc"
+}
+
+# on_tty COMMAND…: COMMAND on a terminal of its own (script(1)), its input at its end.
+on_tty() {
+    on_tty_command=
+    for on_tty_arg in "$@"; do
+        on_tty_command="$on_tty_command '$(printf '%s' "$on_tty_arg" | sed "s/'/'\\\\''/g")'"
+    done
+    script -qec "$on_tty_command" /dev/null
 }
 
 # state STEP: what an administrator looks at after STEP.
@@ -47,7 +58,7 @@ apt_get() {
     apt_step=$1
     shift
     say "$apt_step: apt-get $*"
-    record "$apt_step" apt-get -y "$@"
+    record "$apt_step" on_tty apt-get -y "$@"
     state "$apt_step"
 }
 

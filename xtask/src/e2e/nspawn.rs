@@ -9,11 +9,13 @@
 //!
 //! No host systemd is needed: `--register=no --keep-unit` keep nspawn away from machined
 //! and from the caller's unit. On a host with the hybrid cgroup layout (a v1 `name=systemd`
-//! hierarchy beside the unified one, as on the Debian 12 machines this was written on)
-//! `SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0` gives the guest the legacy layout; a unified-only
-//! host gives it the unified one. nspawn makes `payload` and `supervisor`
-//! cgroups under the cgroup it starts in and never removes them, so it starts in a cgroup
-//! of its own that is removed afterwards.
+//! hierarchy beside the unified one, as on Debian 12 hosts) nspawn is told which layout
+//! the guest gets, and the guest reports what it got: the legacy one for a Debian 12 guest
+//! (`SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0`), the unified one for Debian 13 (`=1`), the layout
+//! its systemd is meant for (257 still boots on the legacy one, but deprecates it); a
+//! unified-only host gives every guest the unified one. nspawn makes `payload` and
+//! `supervisor` cgroups under the cgroup it starts in and never removes them, so it starts
+//! in a cgroup of its own that is removed afterwards.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -122,7 +124,6 @@ pub fn boot(mut boot: Boot, work: &Path) -> Result<Booted> {
     ran?;
     removed?;
     copied?;
-
     if !out.join("finished").exists() {
         let said = fs::read_to_string(out.join("scenario.log")).unwrap_or_default();
         let console_text = fs::read_to_string(&console).unwrap_or_default();
@@ -136,6 +137,21 @@ pub fn boot(mut boot: Boot, work: &Path) -> Result<Booted> {
             last_lines(&strip_escapes(&console_text), 6)
         );
     }
+    // The filesystem at /sys/fs/cgroup: cgroup2 for the unified hierarchy, a tmpfs holding
+    // the v1 hierarchies for the legacy layout.
+    let wanted = match !cgroup.named_systemd || boot.rootfs.suite.unified_cgroups() {
+        true => "cgroup2fs",
+        false => "tmpfs",
+    };
+    let got = fs::read_to_string(out.join("cgroup-fs")).unwrap_or_default();
+    if got.trim() != wanted {
+        bail!(
+            "the {} guest's /sys/fs/cgroup is {:?}, expected {wanted}: systemd-nspawn did not give it the cgroup layout asked for",
+            boot.rootfs.suite.release(),
+            got.trim()
+        );
+    }
+
     Ok(Booted { out, console })
 }
 
@@ -152,6 +168,7 @@ FailureAction=poweroff
 
 [Service]
 Type=oneshot
+ExecStartPre=/bin/sh -c 'stat -f -c %%T /sys/fs/cgroup >/e2e/out/cgroup-fs'
 ExecStart=/bin/sh /e2e/scenario.sh
 StandardOutput=file:/e2e/out/scenario.log
 StandardError=inherit
@@ -188,7 +205,11 @@ fn run_nspawn(boot: &mut Boot, root: &Path, cgroup: &Cgroup, console: &Path) -> 
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     if cgroup.named_systemd {
-        cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "0");
+        let unified = boot.rootfs.suite.unified_cgroups();
+        cmd.env(
+            "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY",
+            if unified { "1" } else { "0" },
+        );
     }
     let mut child = cmd.spawn().context("cannot run systemd-nspawn")?;
     let stdout = child.stdout.take().expect("stdout is piped");
