@@ -28,13 +28,12 @@ use clap::Parser;
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::listener::{Event, Listener};
 use containerd_stack::repo::{self, PublishOptions};
-use containerd_stack::sign::{self, KeyAlgorithm, Signer};
 use containerd_stack::stack::ComponentKind;
 use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
 use crate::lintian::Lintian;
-use crate::process::{self, check, last_lines, text, Background, Printer};
+use crate::process::{self, check, last_lines, text, Background};
 use crate::realbin::{self, RealRelease};
 use crate::repo_root;
 use crate::rootfs::{Rootfs, Suite};
@@ -191,10 +190,10 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
     stack2.package.revision = "2".to_owned();
     stack2.settings.sandbox_image = REVISION_2_SANDBOX_IMAGE.to_owned();
     let deb1 = check("build-deb revision 1", || {
-        build(&stack1, &release, compression, work)
+        crate::system::build(&stack1, &release, compression, work)
     })?;
     let deb2 = check("build-deb revision 2", || {
-        build(&stack2, &release, compression, work)
+        crate::system::build(&stack2, &release, compression, work)
     })?;
 
     // Every root is mostly mmdebstrap waiting on the archive: all are made side by side, and
@@ -568,18 +567,8 @@ fn repo_scenario(
 ) -> Result<((), String)> {
     let repo_dir = work.join(format!("repo-{}", rootfs.suite));
     let first = crate::now();
-    let key = sign::generate(
-        "containerd-stack e2e <e2e@example.invalid>",
-        KeyAlgorithm::Ed25519,
-        None,
-        u32::try_from(first).context("the clock is past 2106")?,
-    )?;
-    let signer = Signer::load(
-        key.secret_armored.as_bytes(),
-        None,
-        Path::new("the e2e signing key"),
-        first,
-    )?;
+    let (key, signer) =
+        testkit::openpgp::signer("containerd-stack e2e <e2e@example.invalid>", first);
     let mirror = Mirror::serve(&repo_dir);
     let options = |now: u64| {
         let mut o = PublishOptions::new(now);
@@ -1092,36 +1081,6 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Builds one package through the library from the loopback mirror.
-fn build(
-    stack: &Stack,
-    release: &RealRelease,
-    compression: Compression,
-    work: &Path,
-) -> Result<(BuiltDeb, String)> {
-    let mirror = Mirror::serve(&release.mirror_root);
-    let opts = release.build_options(
-        &mirror.url(),
-        work.join("out"),
-        work.join("cache"),
-        compression,
-        compression.default_level(),
-    );
-    let mut built = containerd_stack::build(stack, &opts, &Printer)?;
-    ensure!(
-        built.len() == 1,
-        "expected one package, the library built {}",
-        built.len()
-    );
-    let deb = built.remove(0);
-    let detail = format!(
-        "{}, {} bytes, {compression:?}",
-        deb.path.display(),
-        deb.size
-    );
-    Ok((deb, detail))
-}
-
 /// Prints only the library's warnings: a publish reports every file it writes.
 struct WarningsOnly;
 
@@ -1192,18 +1151,8 @@ fn piuparts(
 
     let repo_dir = work.join(format!("{tag}-repo"));
     let now = crate::now();
-    let key = sign::generate(
-        "containerd-stack piuparts <piuparts@example.invalid>",
-        KeyAlgorithm::Ed25519,
-        None,
-        u32::try_from(now).context("the clock is past 2106")?,
-    )?;
-    let signer = Signer::load(
-        key.secret_armored.as_bytes(),
-        None,
-        Path::new("the piuparts key"),
-        now,
-    )?;
+    let (_, signer) =
+        testkit::openpgp::signer("containerd-stack piuparts <piuparts@example.invalid>", now);
     repo::publish(
         &repo_dir,
         std::slice::from_ref(&deb1.path),

@@ -166,21 +166,11 @@ fn debsig(
     release: &RealRelease,
     work: &Path,
 ) -> Result<((), String)> {
-    use containerd_stack::sign::{debsig_files, generate, public_key_of, KeyAlgorithm, Signer};
+    use containerd_stack::sign::{debsig_files, public_key_of};
     let dir = work.join("debsig");
     std::fs::create_dir_all(&dir)?;
-    let key = generate(
-        "containerd-stack test <test@example.org>",
-        KeyAlgorithm::Ed25519,
-        None,
-        1_700_000_000,
-    )?;
-    let signer = Signer::load(
-        key.secret_armored.as_bytes(),
-        None,
-        &dir.join("key.asc"),
-        1_700_000_000,
-    )?;
+    let (key, signer) =
+        testkit::openpgp::signer("containerd-stack test <test@example.org>", 1_700_000_000);
     let mirror = Mirror::serve(&release.mirror_root);
     let opts = BuildOptions {
         signer: Some(std::sync::Arc::new(signer)),
@@ -282,8 +272,10 @@ fn parse_dependencies(fields: &str) -> Vec<String> {
     out
 }
 
-/// Builds the package through the library, fetching every asset from the loopback mirror.
-fn build(
+/// Builds the package through the library, fetching every asset from the loopback mirror
+/// into an empty cache (every one must come over HTTP, under upstream's path); returns it
+/// and a line about it.
+pub fn build(
     stack: &Stack,
     release: &RealRelease,
     compression: Compression,
@@ -295,7 +287,7 @@ fn build(
         work.join("out"),
         work.join("cache"),
         compression,
-        6,
+        compression.default_level(),
     );
     let mut built = containerd_stack::build(stack, &opts, &Printer)?;
     ensure!(
