@@ -282,10 +282,14 @@ pub fn build(
     work: &Path,
 ) -> Result<(BuiltDeb, String)> {
     let mirror = Mirror::serve(&release.mirror_root);
+    let cache = tempfile::Builder::new()
+        .prefix("cache-")
+        .tempdir_in(work)
+        .with_context(|| format!("cannot create a cache directory in {}", work.display()))?;
     let opts = release.build_options(
         &mirror.url(),
         work.join("out"),
-        work.join("cache"),
+        cache.path().to_owned(),
         compression,
         compression.default_level(),
     );
