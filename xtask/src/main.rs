@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the thin command line over the containerd-stack library. Each
 //! subcommand parses its flags and calls the library; errors are printed as one line.
 
+mod archive;
 mod bench;
 mod build_deb;
 mod chaos;
