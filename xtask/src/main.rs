@@ -15,6 +15,7 @@ mod repo;
 mod rootfs;
 mod system;
 mod verify;
+mod vm;
 mod workflows;
 
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ enum Command {
     /// End-to-end tests: boot Debian 12 with systemd, install, upgrade, preseed, purge; run a
     /// container on the packaged runtime; piuparts.
     E2e(e2e::Args),
+    /// The node proof: Debian 13 booted in a virtual machine runs the CRI sequence a kubelet
+    /// makes on containerd 1.6 and 2.1 packages, their upgrades and the major upgrade.
+    Vm(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Repo(args) => repo::run(args),
         Command::System(args) => system::run(args),
         Command::E2e(args) => e2e::run(args),
+        Command::Vm(args) => vm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
