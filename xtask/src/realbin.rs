@@ -291,7 +291,9 @@ fn fetch_debs(source: Source, dir: &Path) -> Result<Vec<PathBuf>> {
         .iter()
         .map(|(_, package)| {
             let version = pin(source, package)?;
-            let deb = archive.download(package, version, dir)?;
+            let deb = archive.download(package, version, dir).with_context(|| {
+                format!("{package} for Debian {source} (PINS in xtask/src/realbin.rs)")
+            })?;
             let found = deb_field(&deb, "Architecture")?;
             ensure!(
                 found == source.arch.as_str(),

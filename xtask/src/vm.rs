@@ -320,14 +320,16 @@ fn cri_proto(arch: DebArch, work: &Path) -> Result<String> {
     check("the CRI's api.proto", || {
         let (suite, package, version) = CRI_API;
         let mut archive = Archive::open(suite, arch);
-        let deb = archive.download(
-            package,
-            version,
-            &repo_root()
-                .join("target/realbin")
-                .join(suite.codename())
-                .join("all"),
-        )?;
+        let deb = archive
+            .download(
+                package,
+                version,
+                &repo_root()
+                    .join("target/realbin")
+                    .join(suite.codename())
+                    .join("all"),
+            )
+            .context("the CRI's protobuf definitions (CRI_API in xtask/src/vm.rs)")?;
         let tree = work.join("cri-api");
         process::run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree))?;
         let path = tree.join(CRI_API_PROTO);
