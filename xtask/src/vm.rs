@@ -134,12 +134,21 @@ pub fn run(args: Args) -> Result<()> {
         .tempdir_in(&base)
         .with_context(|| format!("cannot create a temporary directory in {}", base.display()))?;
     let result = stage(arch, accel, work.path());
-    if result.is_err() {
-        keep(work, &base.join("last-failure"));
-    } else if args.keep {
-        keep(work, &base.join("last-run"));
+    let run_dir = work.path().display().to_string();
+    match &result {
+        Err(e) => {
+            let kept = keep(work, &base.join("last-failure"));
+            // The message's paths into the run's directory, where it is now.
+            bail!(
+                "{}",
+                format!("{e:#}").replace(&run_dir, &kept.display().to_string())
+            );
+        }
+        Ok(()) if args.keep => {
+            keep(work, &base.join("last-run"));
+        }
+        Ok(()) => {}
     }
-    result?;
     println!("vm stage passed in {:.0}s", start.elapsed().as_secs_f64());
     Ok(())
 }
@@ -627,9 +636,8 @@ fn boot_scenario(
                 return Ok((
                     records,
                     format!(
-                        "booted with {accel}, scenario finished and powered off in {:.0}s; console {}",
+                        "booted with {accel}, scenario finished and powered off in {:.0}s",
                         took.as_secs_f64(),
-                        console.display()
                     ),
                 ));
             }
@@ -644,7 +652,7 @@ fn boot_scenario(
             }
             Ended::Exited { started: false } | Ended::NotStarted if attempt == 1 => {
                 println!(
-                    "     the guest stopped before its scenario started ({}): booting again once",
+                    "     guest {name} stopped before its scenario started ({}): booting again once",
                     tail()
                 );
             }
@@ -1036,7 +1044,7 @@ fn purged(r: &Records, step: &str) -> Result<String> {
 
 /// Keeps a run's records and logs in `target` (the packages and disks are left out: they
 /// can be made again), replacing the previous run's.
-fn keep(work: tempfile::TempDir, target: &Path) {
+fn keep(work: tempfile::TempDir, target: &Path) -> std::path::PathBuf {
     let kept = work.keep();
     for bulky in ["debs", "job-a/debs", "job-b/debs", "job-a.img", "job-b.img"] {
         let p = kept.join(bulky);
@@ -1045,10 +1053,12 @@ fn keep(work: tempfile::TempDir, target: &Path) {
     if target.exists() {
         let _ = fs::remove_dir_all(target);
     }
-    match fs::rename(&kept, target) {
-        Ok(()) => println!("     the run's records are kept in {}", target.display()),
-        Err(_) => println!("     the run's records are kept in {}", kept.display()),
-    }
+    let kept = match fs::rename(&kept, target) {
+        Ok(()) => target.to_owned(),
+        Err(_) => kept,
+    };
+    println!("     the run's records are kept in {}", kept.display());
+    kept
 }
 
 fn file_name(path: &Path) -> String {
