@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
             &out_dir,
         );
     }
-    let release = realbin::prepare(DebArch::Amd64)?;
+    let release = realbin::prepare(realbin::Source::bookworm(DebArch::Amd64))?;
     let stack = Stack::load(&release.stack)?;
     let mirror = format!("file://{}", release.mirror_root.display());
     let opts = |tag: &str| BuildOptions {

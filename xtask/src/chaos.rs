@@ -28,7 +28,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     require_tool("mount", "mount")?;
-    let release = realbin::prepare(DebArch::host().context("unsupported host architecture")?)?;
+    let release = realbin::prepare(realbin::Source::bookworm(
+        DebArch::host().context("unsupported host architecture")?,
+    ))?;
     let work = tempfile::Builder::new().prefix("xtask-chaos-").tempdir()?;
     let mirror = format!("file://{}", release.mirror_root.display());
     let build_cmd = |cache: &Path, out: &Path| -> Result<Command> {

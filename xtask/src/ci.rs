@@ -12,7 +12,9 @@ use clap::Parser;
 /// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository;
 /// for the end-to-end tests, piuparts (it brings debootstrap) installs and purges the
 /// package, umoci and busybox-static make a container image, iproute2 looks into the
-/// network namespace the container runs in.
+/// network namespace the container runs in; for the VM stage, qemu boots the guest,
+/// e2fsprogs makes its disks and reads them back (mkfs.ext4 -d, debugfs), the archive
+/// keyring checks the other Debian suites it reads, and python3 parses the CRI client.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -29,6 +31,10 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "umoci",
     "busybox-static",
     "iproute2",
+    "qemu-system-x86",
+    "e2fsprogs",
+    "debian-archive-keyring",
+    "python3",
 ];
 
 #[derive(Parser)]
@@ -70,6 +76,10 @@ pub fn run(args: Args) -> Result<()> {
     step(
         "end-to-end tests: booted Debian, container, piuparts",
         Command::new(&cargo).args(["xtask", "e2e"]),
+    )?;
+    step(
+        "VM: Debian 13 node, CRI on containerd 1.6 and 2.1, upgrades, breakages",
+        Command::new(&cargo).args(["xtask", "vm"]),
     )?;
     step(
         "chaos: kill -9, shared cache, full disk",

@@ -180,7 +180,7 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
         Ok(((), format!("{} are shellcheck-clean", names.join(", "))))
     })?;
     let release = check("real-binary mirror", || {
-        let r = realbin::prepare(arch)?;
+        let r = realbin::prepare(realbin::Source::bookworm(arch))?;
         let detail = format!("{} (stack {})", r.mirror_root.display(), r.stack.display());
         Ok((r, detail))
     })?;

@@ -2,6 +2,7 @@
 //! and chaos tests, the bench, workflow checks). The user commands (`build-deb`, `lock`,
 //! …) are the `containerd-stack` binary's: xtask builds it optimised and hands over.
 
+mod archive;
 mod bench;
 mod chaos;
 mod ci;
@@ -12,6 +13,7 @@ mod product;
 mod realbin;
 mod rootfs;
 mod system;
+mod vm;
 mod workflows;
 
 use std::ffi::OsString;
@@ -67,6 +69,9 @@ enum Command {
     /// End-to-end tests: boot Debian 12 with systemd, install, upgrade, preseed, purge; run a
     /// container on the packaged runtime; piuparts.
     E2e(e2e::Args),
+    /// The node proof: Debian 13 booted in a virtual machine runs the CRI sequence a kubelet
+    /// makes on containerd 1.6 and 2.1 packages, their upgrades and the major upgrade.
+    Vm(vm::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Workflows(args) => workflows::run(args),
         Command::System(args) => system::run(args),
         Command::E2e(args) => e2e::run(args),
+        Command::Vm(args) => vm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

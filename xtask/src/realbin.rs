@@ -1,10 +1,12 @@
 //! A loopback "upstream mirror" made of real programs: Debian's own builds of containerd,
-//! runc and the CNI plugins, repacked under the names and paths upstream's release pages
-//! use, with a stack.toml pinning them. The system tests package these instead of
-//! GitHub's assets, which this machine cannot reach. The .debs are cached under
-//! `target/realbin/<arch>/debs/`; the mirror is regenerated from them on every run and
-//! comes out byte for byte the same (fixed mtimes, sorted entries, one gzip level).
-//! crictl is not in Debian 12, so the stack leaves it out.
+//! runc and the CNI plugins from a chosen suite and architecture ([`Source`]), repacked
+//! under the names and paths upstream's release pages use, with a stack.toml pinning them.
+//! The system tests package these instead of GitHub's assets, which this machine cannot
+//! reach. Debian's packages are taken at the exact versions of [`PINS`], read from the
+//! archive without touching this machine's apt (see `archive`), and cached under
+//! `target/realbin/<suite>/<arch>/debs/`; the mirror is regenerated from them on every run
+//! and comes out byte for byte the same (fixed mtimes, sorted entries, one gzip level).
+//! crictl is not in Debian, so the stack leaves it out.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,15 +19,118 @@ use containerd_stack::DebArch;
 use testkit::upstream::{sha256_hex, tar_gz};
 use testkit::FakeRelease;
 
+use crate::archive::Archive;
 use crate::process::{run, stdout};
 use crate::repo_root;
+use crate::rootfs::Suite;
 
-/// Debian's package for each component we can take from Debian 12.
+/// Debian's package for each component Debian has.
 pub const PACKAGES: &[(ComponentKind, &str)] = &[
     (ComponentKind::Containerd, "containerd"),
     (ComponentKind::Runc, "runc"),
     (ComponentKind::CniPlugins, "containernetworking-plugins"),
 ];
+
+/// Where a release's programs come from: a suite of Debian's archive, an architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source {
+    pub suite: Suite,
+    pub arch: DebArch,
+}
+
+impl Source {
+    /// Debian 12's containerd 1.6 (config schema 2), runc 1.1 and CNI plugins 1.1.
+    pub fn bookworm(arch: DebArch) -> Source {
+        Source {
+            suite: Suite::Bookworm,
+            arch,
+        }
+    }
+
+    /// Debian unstable's containerd 2.1 (config schema 3), runc 1.3 and CNI plugins 1.9;
+    /// its runc needs glibc 2.38, so its programs run on Debian 13, not 12.
+    pub fn sid(arch: DebArch) -> Source {
+        Source {
+            suite: Suite::Sid,
+            arch,
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.suite, self.arch)
+    }
+}
+
+/// One pinned Debian version of a package: `(suite, package, version, architectures)`,
+/// where no architectures means all five. A binNMU makes one
+/// architecture's version differ (`+b12`): it gets a row of its own.
+type Pin = (Suite, &'static str, &'static str, &'static [DebArch]);
+
+/// The exact versions taken, as the archive had them when they were pinned. The archive
+/// moves (sid daily, the stable suites at point releases): a pin that is gone fails
+/// naming what the suite has now, while the .debs cached under target/ keep a machine's
+/// runs the same.
+pub const PINS: &[Pin] = &[
+    (
+        Suite::Bookworm,
+        "containerd",
+        "1.6.20~ds1-1+deb12u3",
+        BOOKWORM,
+    ),
+    (Suite::Bookworm, "runc", "1.1.5+ds1-1+deb12u1", BOOKWORM),
+    (
+        Suite::Bookworm,
+        "containernetworking-plugins",
+        "1.1.1+ds1-3+b5",
+        BOOKWORM,
+    ),
+    (Suite::Trixie, "containerd", "1.7.24~ds1-6+deb13u1", &[]),
+    (Suite::Trixie, "runc", "1.1.15+ds1-2+b4", &[]),
+    (
+        Suite::Trixie,
+        "containernetworking-plugins",
+        "1.1.1+ds1-3+b12",
+        &[DebArch::Riscv64],
+    ),
+    (
+        Suite::Trixie,
+        "containernetworking-plugins",
+        "1.1.1+ds1-3+b17",
+        &[],
+    ),
+    (Suite::Sid, "containerd", "2.1.9+ds1-5", &[]),
+    (Suite::Sid, "runc", "1.3.6+ds1-1", &[]),
+    (
+        Suite::Sid,
+        "containernetworking-plugins",
+        "1.9.1+ds1-1",
+        &[],
+    ),
+];
+
+/// Debian 12's architectures of the five: riscv64 became a release architecture with 13.
+const BOOKWORM: &[DebArch] = &[
+    DebArch::Amd64,
+    DebArch::Arm64,
+    DebArch::Ppc64el,
+    DebArch::S390x,
+];
+
+/// The pinned version of `package` in `source`.
+pub fn pin(source: Source, package: &str) -> Result<&'static str> {
+    PINS.iter()
+        .find(|(suite, p, _, arches)| {
+            *suite == source.suite
+                && *p == package
+                && (arches.is_empty() || arches.contains(&source.arch))
+        })
+        .map(|(_, _, version, _)| *version)
+        .with_context(|| {
+            format!("no pinned version of {package} for Debian {source}: add one to PINS in xtask/src/realbin.rs")
+        })
+}
 
 /// Where Debian installs the CNI plugins.
 const DEBIAN_CNI_DIR: &str = "usr/lib/cni";
@@ -33,6 +138,7 @@ const DEBIAN_CNI_DIR: &str = "usr/lib/cni";
 /// A prepared mirror: serve `mirror_root` and build with `stack`.
 #[derive(Debug, Clone)]
 pub struct RealRelease {
+    pub suite: Suite,
     pub arch: DebArch,
     /// Holds the assets in GitHub's download paths (`containerd/containerd/releases/…`).
     pub mirror_root: PathBuf,
@@ -91,14 +197,16 @@ impl RealRelease {
     }
 }
 
-/// Downloads (or reuses) Debian's packages for `arch` and writes the mirror and stack.toml
-/// under `target/realbin/<arch>/`. A foreign `arch` is added to dpkg's architectures first.
-pub fn prepare(arch: DebArch) -> Result<RealRelease> {
-    let base = repo_root().join("target/realbin").join(arch.as_str());
+/// Downloads (or reuses) the pinned Debian packages of `source` and writes the mirror and
+/// stack.toml under `target/realbin/<suite>/<arch>/`.
+pub fn prepare(source: Source) -> Result<RealRelease> {
+    let Source { suite, arch } = source;
+    let base = repo_root()
+        .join("target/realbin")
+        .join(suite.codename())
+        .join(arch.as_str());
     let debs_dir = base.join("debs");
-    fs::create_dir_all(&debs_dir)
-        .with_context(|| format!("cannot create {}", debs_dir.display()))?;
-    let debs = fetch_debs(arch, &debs_dir)?;
+    let debs = fetch_debs(source, &debs_dir)?;
 
     let staging = tempfile::Builder::new()
         .prefix(".mirror-")
@@ -168,6 +276,7 @@ pub fn prepare(arch: DebArch) -> Result<RealRelease> {
     fs::rename(&staged_stack, &stack)
         .with_context(|| format!("cannot write {}", stack.display()))?;
     Ok(RealRelease {
+        suite,
         arch,
         mirror_root,
         stack,
@@ -175,90 +284,26 @@ pub fn prepare(arch: DebArch) -> Result<RealRelease> {
     })
 }
 
-/// The cached .deb of each package in [`PACKAGES`] order, downloaded with apt when missing.
-fn fetch_debs(arch: DebArch, dir: &Path) -> Result<Vec<PathBuf>> {
-    let cached = |package: &str| dir.join(format!("{package}.deb"));
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .map(|(_, p)| *p)
-        .filter(|p| !cached(p).is_file())
-        .collect();
-    if !missing.is_empty() {
-        enable_arch(arch)?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".download-")
-            .tempdir_in(dir)
-            .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
-        let specs: Vec<String> = missing.iter().map(|p| format!("{p}:{arch}")).collect();
-        println!("     apt-get download {}", specs.join(" "));
-        let download = || {
-            run(Command::new("apt-get")
-                // apt's sandbox user cannot write into a root-only temporary directory.
-                .args(["-q", "-o", "APT::Sandbox::User=root", "download"])
-                .args(&specs)
-                .current_dir(tmp.path()))
-        };
-        if download().is_err() {
-            // Usually stale or missing package lists: refresh them once and retry.
-            run(Command::new("apt-get").args(["update", "-q"]))?;
-            download().context("apt-get download failed after apt-get update")?;
-        }
-        for package in &missing {
-            let deb = single_deb(tmp.path(), package, arch)?;
-            fs::rename(&deb, cached(package))
-                .with_context(|| format!("cannot move {} into the cache", deb.display()))?;
-        }
-    }
+/// The pinned .deb of each package in [`PACKAGES`] order, from `dir` or the archive.
+fn fetch_debs(source: Source, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut archive = Archive::open(source.suite, source.arch);
     PACKAGES
         .iter()
-        .map(|(_, p)| {
-            let deb = cached(p);
+        .map(|(_, package)| {
+            let version = pin(source, package)?;
+            let deb = archive.download(package, version, dir).with_context(|| {
+                format!("{package} for Debian {source} (PINS in xtask/src/realbin.rs)")
+            })?;
             let found = deb_field(&deb, "Architecture")?;
             ensure!(
-                found == arch.as_str(),
-                "{}: expected Architecture {arch}, found {found}; delete it to download it again",
-                deb.display()
+                found == source.arch.as_str(),
+                "{}: expected Architecture {}, found {found}; delete it to download it again",
+                deb.display(),
+                source.arch
             );
             Ok(deb)
         })
         .collect()
-}
-
-/// Adds `arch` to dpkg's foreign architectures (and fetches its package lists) unless it is
-/// the native one or already there.
-fn enable_arch(arch: DebArch) -> Result<()> {
-    let native = stdout(Command::new("dpkg").arg("--print-architecture"))?;
-    let foreign = stdout(Command::new("dpkg").arg("--print-foreign-architectures"))?;
-    if native.trim() == arch.as_str() || foreign.split_whitespace().any(|a| a == arch.as_str()) {
-        return Ok(());
-    }
-    println!(
-        "     dpkg --add-architecture {arch} (this machine's dpkg gains a foreign architecture)"
-    );
-    run(Command::new("dpkg").args(["--add-architecture", arch.as_str()]))?;
-    run(Command::new("apt-get").args(["update", "-q"]))?;
-    Ok(())
-}
-
-/// The one `<package>_<version>_<arch>.deb` apt-get wrote into `dir`.
-fn single_deb(dir: &Path, package: &str, arch: DebArch) -> Result<PathBuf> {
-    let prefix = format!("{package}_");
-    let suffix = format!("_{arch}.deb");
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && name.ends_with(&suffix) {
-            found.push(dir.join(name));
-        }
-    }
-    match <[PathBuf; 1]>::try_from(found) {
-        Ok([deb]) => Ok(deb),
-        Err(found) => bail!(
-            "apt-get download left {} files named {prefix}*{suffix} in {}, expected one",
-            found.len(),
-            dir.display()
-        ),
-    }
 }
 
 /// Packs the programs of an unpacked Debian package the way upstream ships them; returns the
@@ -320,7 +365,7 @@ fn repack(
             entries.push(("./README.md".to_owned(), 0o644, readme.into_bytes()));
             pack(entries)
         }
-        ComponentKind::Crictl => bail!("crictl is not packaged in Debian 12"),
+        ComponentKind::Crictl => bail!("crictl is not packaged in Debian"),
     };
     Ok((bytes, programs))
 }
@@ -374,5 +419,38 @@ mod tests {
         assert_eq!(upstream_version("2.0.0").unwrap(), "2.0.0");
         assert!(upstream_version("1.6-1").is_err());
         assert!(upstream_version("20230101-1").is_err());
+    }
+
+    #[test]
+    fn every_component_is_pinned_for_every_architecture_of_its_suite() {
+        for suite in [Suite::Bookworm, Suite::Trixie, Suite::Sid] {
+            for arch in DebArch::ALL {
+                // riscv64 became a release architecture with Debian 13.
+                if suite == Suite::Bookworm && arch == DebArch::Riscv64 {
+                    continue;
+                }
+                for (_, package) in PACKAGES {
+                    let source = Source { suite, arch };
+                    let version = pin(source, package).unwrap();
+                    upstream_version(version).unwrap();
+                }
+            }
+        }
+        // The row for one architecture's binNMU wins over the suite's.
+        let riscv = Source {
+            suite: Suite::Trixie,
+            arch: DebArch::Riscv64,
+        };
+        assert_eq!(
+            pin(riscv, "containernetworking-plugins").unwrap(),
+            "1.1.1+ds1-3+b12"
+        );
+        let err = pin(Source::bookworm(DebArch::Riscv64), "runc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("runc") && err.contains("bookworm riscv64"),
+            "{err}"
+        );
     }
 }

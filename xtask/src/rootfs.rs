@@ -22,6 +22,8 @@ pub enum Suite {
     Bookworm,
     /// Debian 13, stable since August 2025.
     Trixie,
+    /// Debian unstable: read for its newer packages (containerd 2.x), not installed.
+    Sid,
 }
 
 impl Suite {
@@ -30,6 +32,7 @@ impl Suite {
         match self {
             Suite::Bookworm => "bookworm",
             Suite::Trixie => "trixie",
+            Suite::Sid => "sid",
         }
     }
 
@@ -38,6 +41,7 @@ impl Suite {
         match self {
             Suite::Bookworm => "Debian 12",
             Suite::Trixie => "Debian 13",
+            Suite::Sid => "Debian unstable",
         }
     }
 
@@ -48,7 +52,7 @@ impl Suite {
     pub fn unified_cgroups(self) -> bool {
         match self {
             Suite::Bookworm => false,
-            Suite::Trixie => true,
+            Suite::Trixie | Suite::Sid => true,
         }
     }
 }

@@ -68,7 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     let (compression, arch) = setup(&args.compression, TOOLS)?;
 
     let release = check("real-binary mirror", || {
-        let r = realbin::prepare(arch)?;
+        let r = realbin::prepare(realbin::Source::bookworm(arch))?;
         let detail = format!("{} (stack {})", r.mirror_root.display(), r.stack.display());
         Ok((r, detail))
     })?;
@@ -123,7 +123,7 @@ pub fn run(args: Args) -> Result<()> {
         _ => DebArch::Arm64,
     };
     let release = check(&format!("real-binary mirror ({foreign})"), || {
-        let r = realbin::prepare(foreign)?;
+        let r = realbin::prepare(realbin::Source::bookworm(foreign))?;
         let detail = format!("{} (stack {})", r.mirror_root.display(), r.stack.display());
         Ok((r, detail))
     })?;
