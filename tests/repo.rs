@@ -1048,6 +1048,7 @@ fn adding_one_package_to_a_thousand_package_repo_reads_no_package_again() {
                 staged: None,
                 path: PathBuf::from(format!("/nonexistent/{i}.deb")),
                 control: c,
+                templates: None,
                 size: 30_000_000 + i,
                 md5: format!("{i:032x}"),
                 sha256: format!("{i:064x}"),

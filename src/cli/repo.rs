@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use containerd_stack::listener::{Event, Listener};
-use containerd_stack::repo::{self, PublishOptions, CLIENT_NAME, PLACEHOLDER_URL};
+use containerd_stack::repo::{self, PublishOptions, CLIENT_NAME, PAGE, PLACEHOLDER_URL};
 use containerd_stack::sign::Signer;
 
 use super::now;
+use super::progress::Terminal;
 
 #[derive(Parser)]
 pub struct Args {
@@ -77,21 +77,6 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-struct Stderr {
-    verbose: bool,
-}
-
-impl Listener for Stderr {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Warning(w) => eprintln!("warning: {w}"),
-            Event::Waiting(s) => eprintln!("{s}"),
-            Event::Step(s) if self.verbose => eprintln!("{s}"),
-            _ => {}
-        }
-    }
-}
-
 fn publish(args: PublishArgs) -> Result<()> {
     let now = now();
     let passphrases = &args.sign_passphrase_files;
@@ -123,15 +108,16 @@ fn publish(args: PublishArgs) -> Result<()> {
         allow_release_info_change: args.allow_release_info_change,
         now,
     };
+    let listener = Terminal::new(args.verbose);
     let plan = repo::publish(
         &args.repo,
         &args.debs,
         &signers.iter().collect::<Vec<_>>(),
         &opts,
-        &Stderr {
-            verbose: args.verbose,
-        },
-    )?;
+        &listener,
+    );
+    listener.finish();
+    let plan = plan?;
     for p in &plan.added {
         println!("added    {p}");
     }
@@ -167,5 +153,10 @@ fn publish(args: PublishArgs) -> Result<()> {
         println!("  {c}");
     }
     println!("  sudo apt-get update && sudo apt-get install {CLIENT_NAME}");
+    println!();
+    println!(
+        "{} shows the packages, the signing keys and the install-time settings.",
+        args.repo.join(PAGE).display()
+    );
     Ok(())
 }
