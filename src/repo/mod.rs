@@ -35,7 +35,9 @@
 //! index page when each indexed file was first published and its debconf templates. Losing
 //! that file loses only those memories; the next publish starts a new record, dating what
 //! it finds indexed by the live Release ("on or before").
-
+//!
+//! [`verify`] reads a repository back — a directory or a URL — the way apt does, and names
+//! the first file that is not what its Release, its index or its signature says.
 //!
 //! The pool is shared by every suite: a pool file another suite's index references is
 //! neither replaced nor deleted. `containerd-stack.sources` names the suite published last.
@@ -48,6 +50,7 @@ pub mod page;
 pub mod plan;
 pub mod release;
 pub mod state;
+pub mod verify;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -61,6 +64,7 @@ use crate::sign::Signer;
 pub use exec::{apply, execute, lock, RepoLock};
 pub use plan::{plan, Plan, PublishOptions, Step};
 pub use state::{inspect_deb, read_current};
+pub use verify::{verify, Location, Verified, VerifyOptions};
 pub use version::compare_versions;
 
 /// The name of the client files: `<repo>/containerd-stack.{gpg,asc,sources}`, installed as
