@@ -875,6 +875,36 @@ fn with_two_keys_a_client_trusting_either_one_updates() {
     }
 }
 
+/// Every pool file the index page links to is there: the page is written after the pool
+/// and before anything is deleted.
+fn page_links_resolve(repo: &Path) -> Result<(), String> {
+    let Ok(page) = fs::read_to_string(repo.join("index.html")) else {
+        return Ok(());
+    };
+    if !page.ends_with("</html>\n") {
+        return Err("index.html is not complete".into());
+    }
+    for (at, _) in page.match_indices("href=\"pool/") {
+        let link = &page[at + 6..];
+        let link = &link[..link.find('"').unwrap()];
+        if !repo.join(link).is_file() {
+            return Err(format!("index.html links to {link}, which is not there"));
+        }
+    }
+    Ok(())
+}
+
+/// The library's own check of a finished publish, as `repo verify` runs it.
+fn verified(repo: &Path, keyring: &Path) {
+    let opts = repo::VerifyOptions {
+        suite: None,
+        now: now(),
+    };
+    let keyring = containerd_stack::sign::Keyring::load(keyring).unwrap();
+    let location = repo::Location::parse(&repo.display().to_string()).unwrap();
+    repo::verify(&location, &keyring, &opts, &Quiet).unwrap();
+}
+
 #[test]
 fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
     let d = debs();
@@ -908,7 +938,9 @@ fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
             Ok(Seen::Valid(_)) => {}
             Err(e) => panic!("after {step}: {e}"),
         }
+        page_links_resolve(&repo).unwrap_or_else(|e| panic!("after {step}: {e}"));
     }
+    verified(&repo, &k.keyring);
     let apt = Apt::new(&format!("{}/", mirror.url()), &k.keyring);
     assert!(apt.update().status.success());
     let old = set(&[("2.3.4-1", "amd64"), ("2.3.4-1", "arm64")]);
@@ -945,6 +977,7 @@ fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
         } else {
             assert!(!went_live, "after {step}: went back to the old generation");
         }
+        page_links_resolve(&repo).unwrap_or_else(|e| panic!("after {step}: {e}"));
         let out = apt.update();
         assert!(out.status.success(), "after {step}: {}", text(&out));
         let t = text(&out);
@@ -963,6 +996,7 @@ fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
         }
     }
     assert!(went_live);
+    verified(&repo, &k.keyring);
 }
 
 #[test]

@@ -71,7 +71,7 @@ th{background:var(--band);font-weight:600;white-space:nowrap}
 tbody tr:hover{background:#f8fafb}
 td.num{text-align:right;white-space:nowrap}
 td.sha{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:.74rem;word-break:break-all;min-width:16rem;color:#33404b}
-td.when{white-space:nowrap}
+td.when,td.pkg,td.q{white-space:nowrap}
 .note{background:var(--warn);border-left:4px solid #e0a100;padding:.55rem .8rem;margin:.6rem 0;border-radius:0 4px 4px 0}
 .tag{display:inline-block;font-size:.72rem;font-weight:600;padding:.05rem .4rem;border-radius:3px;background:#e3ecf6;color:#16324f;margin-left:.4rem;vertical-align:middle}
 footer{border-top:1px solid var(--line);color:var(--soft);font-size:.82rem;padding:1rem 0 2rem}
@@ -215,11 +215,14 @@ fn setup(out: &mut String, page: &Page) {
 fn keys(out: &mut String, page: &Page) {
     let _ = writeln!(
         out,
-        "<section id=\"keys\"><h2>Signing keys</h2>\n<p>Every suite's <code>InRelease</code> and <code>Release.gpg</code> are signed by {}:</p>",
-        if page.keys.len() == 1 {
-            "this key".to_owned()
-        } else {
-            format!("each of these {} keys", page.keys.len())
+        "<section id=\"keys\"><h2>Signing keys</h2>\n<p><a href=\"{CLIENT_NAME}.gpg\"><code>{CLIENT_NAME}.gpg</code></a> holds {}, and the last publish signed its suite's <code>InRelease</code> and <code>Release.gpg</code> with {}:</p>",
+        match page.keys.len() {
+            1 => "one key".to_owned(),
+            n => format!("{n} keys"),
+        },
+        match page.keys.len() {
+            1 => "it",
+            _ => "each",
         }
     );
     let rotating = page.keys.len() > 1;
@@ -343,7 +346,7 @@ fn question_row(out: &mut String, q: &Question) {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "<tr><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}{choices}</td><td><strong>{}</strong>{}</td></tr>",
+        "<tr><td class=\"mono q\">{}</td><td>{}</td><td class=\"mono\">{}{choices}</td><td><strong>{}</strong>{}</td></tr>",
         esc(&q.name),
         esc(&q.kind),
         esc(&default),
@@ -394,7 +397,7 @@ fn suite_tables(out: &mut String, suite: &SuiteView) {
             let file = e.filename.rsplit('/').next().unwrap_or(&e.filename);
             let _ = writeln!(
                 out,
-                "<tr id=\"{}\"><td>{}</td><td class=\"mono\">{}</td><td class=\"num\" title=\"{} bytes\">{}</td><td class=\"sha\">{}</td><td><a href=\"{}\">{}</a></td><td class=\"when\">{}{}</td></tr>",
+                "<tr id=\"{}\"><td class=\"pkg\">{}</td><td class=\"mono\">{}</td><td class=\"num\" title=\"{} bytes\">{}</td><td class=\"sha\">{}</td><td><a href=\"{}\">{}</a></td><td class=\"when\">{}{}</td></tr>",
                 esc(&format!("{}/{component}/{arch}/{}_{}_{}", r.suite, e.package, e.version, e.architecture)),
                 esc(&e.package),
                 esc(&e.version),
