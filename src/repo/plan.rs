@@ -117,7 +117,8 @@ pub struct SuiteState {
     /// When each pool file the suite indexes was first indexed by it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub first_published: BTreeMap<String, FirstPublished>,
-    /// The debconf templates of each pool file the suite indexes: a key of `templates`.
+    /// The debconf templates of the newest version of each package the suite indexes, by
+    /// pool file: a key of `templates`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub debconf: BTreeMap<String, String>,
     /// Templates without their translations, by the sha256 of the text (that of the empty
@@ -710,8 +711,9 @@ fn client_files(
 }
 
 /// The suite's next record: the new generation and as many earlier ones as are kept, every
-/// pool file ever indexed, and for each indexed one when it was first published and its
-/// debconf templates. Also what the user should hear about templates that cannot be read.
+/// pool file ever indexed, for each indexed one when it was first published, and the
+/// debconf templates of each package's newest version. Also what the user should hear
+/// about templates that cannot be read.
 fn next_state(
     current: &Current,
     new: &[(&NewDeb, Entry)],
@@ -793,7 +795,10 @@ fn next_state(
         Some(key)
     };
     let given: BTreeMap<&String, &NewDeb> = new.iter().map(|(d, e)| (&e.filename, *d)).collect();
-    for &f in indexed.keys() {
+    // Only the newest version of a package is shown, and a publish never drops the newest:
+    // older versions need no record.
+    let newest = page::newest_by_package(kept.values().flatten());
+    for f in newest.values().map(|e| &e.filename) {
         let key = match (given.get(f), current.state.debconf.get(f)) {
             (Some(deb), _) => {
                 keep_text(deb.templates.as_deref(), &|| deb.path.display().to_string())
