@@ -19,7 +19,8 @@ fn bar_style(unit: Unit) -> indicatif::ProgressStyle {
         Unit::Bytes => {
             "{msg:44} {bytes:>10}/{total_bytes:10} {bar:24} {binary_bytes_per_sec:>12} eta {eta}"
         }
-        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:>12} eta {eta}",
+        // indicatif reads a width given to `per_sec` as its precision: 0 shows `307/s`.
+        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:0} eta {eta}",
     };
     indicatif::ProgressStyle::with_template(template).expect("valid template")
 }
@@ -108,6 +109,10 @@ impl Listener for Terminal {
                     let bar = multi.add(indicatif::ProgressBar::new(total));
                     bar.set_style(bar_style(stage.unit()));
                     bar.set_message(format!("{} {name}", stage.verb(false)));
+                    // Updates that come in a burst and then a long silence (a thousand
+                    // renames, then one filesystem sync) would otherwise leave the bar
+                    // drawn where the burst began.
+                    bar.enable_steady_tick(std::time::Duration::from_millis(200));
                     bar
                 });
                 bar.set_length(total);

@@ -555,14 +555,17 @@ fn read_pool_file(loc: &Location, index: &str, e: &Entry) -> Result<PoolFile> {
 fn check_entry(loc: &Location, index: &str, e: &Entry, got: &PoolFile) -> Result<()> {
     let index = loc.shown(index);
     let fault = |message: String| Err(loc.fault(&e.filename, message));
-    if got.size != e.size {
-        let what = match got.size > e.size {
-            true => "more than",
-            false => "fewer than",
-        };
+    // Only one byte more than listed is read, so a longer file's length is not known.
+    if got.size > e.size {
         return fault(format!(
-            "has {what} the {} bytes {index} lists for it (truncated or replaced; apt refuses it)",
+            "is longer than the {} bytes {index} lists: apt refuses it",
             e.size
+        ));
+    }
+    if got.size < e.size {
+        return fault(format!(
+            "has {} bytes, {index} lists {}: truncated; apt refuses it",
+            got.size, e.size
         ));
     }
     if got.sha256 != e.sha256 {
