@@ -282,9 +282,7 @@ fn verify_suite(
         check_listed(&bytes, f.size, &f.sha256, f.sha512.as_deref()).map_err(|m| {
             fault(
                 &rel,
-                format!(
-                    "{m} (a truncated or changed copy; copy it again from where it was published)"
-                ),
+                format!("{m}: a publish or a copy of it has not finished, or the file was changed"),
             )
         })?;
         if by_hash {
