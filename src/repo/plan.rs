@@ -721,10 +721,28 @@ fn next_state(
     release: &Release,
     opts: &PublishOptions,
 ) -> (SuiteState, Vec<String>) {
+    let mut published = current.state.published.clone();
+    published.extend(
+        kept.values()
+            .flatten()
+            .map(|e| (e.filename.clone(), e.sha256.clone())),
+    );
+    let (debconf, templates, warnings) = debconf_records(current, new, kept);
+    let state = SuiteState {
+        generations: generations(current, release, opts),
+        published,
+        first_published: first_published(current, kept, release),
+        debconf,
+        templates,
+    };
+    (state, warnings)
+}
+
+/// The new generation of by-hash files, then as many earlier ones as are kept. The live
+/// Release is the latest earlier one even when the record missed it (a publish stopped
+/// before writing it).
+fn generations(current: &Current, release: &Release, opts: &PublishOptions) -> Vec<Generation> {
     let suite_dir = format!("dists/{}", opts.suite);
-    let live = current.release.as_ref();
-    // The live Release is the latest earlier generation even when the record missed it (a
-    // publish stopped before writing it).
     let generation = |r: &Release| Generation {
         date: r.date,
         files: r
@@ -733,34 +751,37 @@ fn next_state(
             .flat_map(|f| by_hash_paths(&suite_dir, f))
             .collect(),
     };
-    let new_generation = generation(release);
-    let mut earlier: Vec<Generation> = live.map(generation).into_iter().collect();
+    let new = generation(release);
+    let mut earlier: Vec<Generation> = current.release.iter().map(generation).collect();
     for g in &current.state.generations {
         if !earlier.iter().any(|e| e.files == g.files) {
             earlier.push(g.clone());
         }
     }
-    earlier.retain(|g| g.files != new_generation.files);
+    earlier.retain(|g| g.files != new.files);
     earlier.truncate(KEPT_GENERATIONS);
+    std::iter::once(new).chain(earlier).collect()
+}
 
-    let indexed: BTreeMap<&String, &Entry> =
-        kept.values().flatten().map(|e| (&e.filename, e)).collect();
-    let mut published = current.state.published.clone();
-    published.extend(
-        indexed
-            .iter()
-            .map(|(f, e)| ((*f).clone(), e.sha256.clone())),
-    );
+/// When each indexed pool file was first published: as recorded; for one the live Release
+/// indexes without a record (an older publisher's, or a publish stopped before its record),
+/// that Release's Date as a bound; for a new one, the new Date.
+fn first_published(
+    current: &Current,
+    kept: &Indexes,
+    release: &Release,
+) -> BTreeMap<String, FirstPublished> {
     let live_pool: BTreeSet<&String> = current
         .indexes
         .values()
         .flatten()
         .map(|e| &e.filename)
         .collect();
-    let first_published = indexed
-        .keys()
-        .map(|&f| {
-            let first = match (current.state.first_published.get(f), live) {
+    kept.values()
+        .flatten()
+        .map(|e| {
+            let f = &e.filename;
+            let first = match (current.state.first_published.get(f), &current.release) {
                 (Some(known), _) if live_pool.contains(f) => *known,
                 (_, Some(live)) if live_pool.contains(f) => FirstPublished {
                     date: live.date,
@@ -773,8 +794,22 @@ fn next_state(
             };
             (f.clone(), first)
         })
-        .collect();
+        .collect()
+}
 
+/// The templates of each package's newest version, by pool file, and the texts by their
+/// sha256: from the package when it is new, else as recorded, else as read from the pool.
+/// Only the newest version of a package is shown, and a publish never drops the newest, so
+/// older versions need no record.
+fn debconf_records(
+    current: &Current,
+    new: &[(&NewDeb, Entry)],
+    kept: &Indexes,
+) -> (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    Vec<String>,
+) {
     let mut warnings = Vec::new();
     let mut templates = current.state.templates.clone();
     let mut debconf = BTreeMap::new();
@@ -795,8 +830,6 @@ fn next_state(
         Some(key)
     };
     let given: BTreeMap<&String, &NewDeb> = new.iter().map(|(d, e)| (&e.filename, *d)).collect();
-    // Only the newest version of a package is shown, and a publish never drops the newest:
-    // older versions need no record.
     let newest = page::newest_by_package(kept.values().flatten());
     for f in newest.values().map(|e| &e.filename) {
         let key = match (given.get(f), current.state.debconf.get(f)) {
@@ -815,16 +848,7 @@ fn next_state(
     }
     let used: BTreeSet<&String> = debconf.values().collect();
     templates.retain(|k, _| used.contains(k));
-    (
-        SuiteState {
-            generations: std::iter::once(new_generation).chain(earlier).collect(),
-            published,
-            first_published,
-            debconf,
-            templates,
-        },
-        warnings,
-    )
+    (debconf, templates, warnings)
 }
 
 /// `index.html`: every suite of the repository as the next generation has it.

@@ -236,43 +236,70 @@ fn verify_suite(
 ) -> Result<SuiteVerified> {
     let dir = format!("dists/{suite}");
     let (release, text, signed_by) = signed_release(loc, keyring, &dir)?;
-    let in_release = format!("{dir}/InRelease");
-    let fault = |rel: &str, message: String| loc.fault(rel, message);
-    if release.suite != suite && release.codename != suite {
-        return Err(fault(
-            &in_release,
-            format!(
-                "says Suite: {} and Codename: {}, but is served as {dir}: apt refuses it as a conflicting distribution",
-                release.suite, release.codename
-            ),
-        ));
-    }
-    if release.date > now + MAX_AHEAD {
-        return Err(fault(
-            &in_release,
-            format!(
-                "is dated {}, {} s after this machine's clock ({}): apt refuses it as not valid yet",
-                rfc2822(release.date),
-                release.date - now,
-                rfc2822(now)
-            ),
-        ));
-    }
-    if let Some(v) = release.valid_until.filter(|&v| v <= now) {
-        return Err(fault(
-            &in_release,
-            format!(
-                "expired at {} (Valid-Until): apt refuses it; publish again to re-sign it",
-                rfc2822(v)
-            ),
-        ));
-    }
+    check_current(loc, &dir, suite, &release, now)?;
     let by_hash = deb822::parse(&text)
         .ok()
         .and_then(|ps| Some(ps.first()?.get("Acquire-By-Hash")? == "yes"))
         .unwrap_or(false);
+    let (plain, copies) = check_indexes(loc, &dir, &release, by_hash)?;
+    let entries = packages_indexes(loc, &dir, &release, &plain)?;
+    let checked = check_pool(loc, &dir, &entries, pool, listener)?;
+    Ok(SuiteVerified {
+        suite: suite.to_owned(),
+        date: release.date,
+        valid_until: release.valid_until,
+        signed_by,
+        indexes: release.files.len(),
+        by_hash: copies,
+        packages: checked.entries,
+        pool_files: checked.files,
+        pool_bytes: checked.bytes,
+    })
+}
 
-    let mut plain: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+/// What apt checks of a Release before it reads on: the suite it is served as, and that it
+/// is neither from the future nor expired.
+fn check_current(
+    loc: &Location,
+    dir: &str,
+    suite: &str,
+    release: &Release,
+    now: u64,
+) -> Result<()> {
+    let fault = |message: String| Err(loc.fault(&format!("{dir}/InRelease"), message));
+    if release.suite != suite && release.codename != suite {
+        return fault(format!(
+            "says Suite: {} and Codename: {}, but is served as {dir}: apt refuses it as a conflicting distribution",
+            release.suite, release.codename
+        ));
+    }
+    if release.date > now + MAX_AHEAD {
+        return fault(format!(
+            "is dated {}, {} s after this machine's clock ({}): apt refuses it as not valid yet",
+            rfc2822(release.date),
+            release.date - now,
+            rfc2822(now)
+        ));
+    }
+    if let Some(v) = release.valid_until.filter(|&v| v <= now) {
+        return fault(format!(
+            "expired at {} (Valid-Until): apt refuses it; publish again to re-sign it",
+            rfc2822(v)
+        ));
+    }
+    Ok(())
+}
+
+/// Every file the Release lists, at its plain name and (with `Acquire-By-Hash`) its by-hash
+/// names; returns the files by their listed path, and how many by-hash copies were checked.
+fn check_indexes(
+    loc: &Location,
+    dir: &str,
+    release: &Release,
+    by_hash: bool,
+) -> Result<(BTreeMap<String, Vec<u8>>, usize)> {
+    let fault = |rel: &str, message: String| loc.fault(rel, message);
+    let mut plain = BTreeMap::new();
     let mut copies = 0;
     for f in &release.files {
         let rel = format!("{dir}/{}", f.path);
@@ -318,8 +345,19 @@ fn verify_suite(
         }
         plain.insert(f.path.clone(), bytes);
     }
+    Ok((plain, copies))
+}
 
-    let mut entries: Vec<(String, Vec<Entry>)> = Vec::new();
+/// The entries of every uncompressed `Packages` the Release lists, by the index's path; a
+/// compressed one must decompress to it, and must not be listed without it.
+fn packages_indexes(
+    loc: &Location,
+    dir: &str,
+    release: &Release,
+    plain: &BTreeMap<String, Vec<u8>>,
+) -> Result<Vec<(String, Vec<Entry>)>> {
+    let fault = |rel: &str, message: String| loc.fault(rel, message);
+    let mut out = Vec::new();
     for f in &release.files {
         let Some((index_dir, name)) = f.path.rsplit_once('/') else {
             continue;
@@ -330,7 +368,7 @@ fn verify_suite(
         let uncompressed = format!("{index_dir}/Packages");
         let Some(text) = plain.get(&uncompressed) else {
             return Err(fault(
-                &in_release,
+                &format!("{dir}/InRelease"),
                 format!(
                     "lists {} but not {uncompressed}: apt 2.6 then fetches no index at all",
                     f.path
@@ -350,26 +388,49 @@ fn verify_suite(
             continue;
         }
         let text = std::str::from_utf8(text).map_err(|_| fault(&rel, "not UTF-8 text".into()))?;
-        let parsed = packages::parse(text).map_err(|m| fault(&rel, m))?;
-        entries.push((rel, parsed));
+        out.push((
+            rel.clone(),
+            packages::parse(text).map_err(|m| fault(&rel, m))?,
+        ));
     }
+    Ok(out)
+}
 
+/// What the pool check counted.
+struct PoolChecked {
+    entries: usize,
+    files: usize,
+    bytes: u64,
+}
+
+/// Every pool file the entries name, each read once (across suites too, through `pool`),
+/// reported as [`Stage::Hash`] progress.
+fn check_pool(
+    loc: &Location,
+    dir: &str,
+    entries: &[(String, Vec<Entry>)],
+    pool: &mut BTreeMap<String, PoolFile>,
+    listener: &dyn Listener,
+) -> Result<PoolChecked> {
     let names: BTreeSet<&String> = entries
         .iter()
         .flat_map(|(_, es)| es.iter().map(|e| &e.filename))
         .collect();
+    let total = names.len() as u64;
     let stage_name = format!("pool files of {dir}");
     listener.event(Event::Began {
         stage: Stage::Hash,
         name: stage_name.clone(),
     });
-    let total = names.len() as u64;
     let mut done = BTreeSet::new();
-    let mut counted = 0;
-    let mut bytes = 0;
-    for (index, es) in &entries {
-        for e in es {
-            counted += 1;
+    let mut checked = PoolChecked {
+        entries: 0,
+        files: 0,
+        bytes: 0,
+    };
+    let result = entries.iter().try_for_each(|(index, es)| {
+        es.iter().try_for_each(|e| {
+            checked.entries += 1;
             let got = match pool.get(&e.filename) {
                 Some(p) => p.clone(),
                 None => {
@@ -380,7 +441,7 @@ fn verify_suite(
             };
             check_entry(loc, index, e, &got)?;
             if done.insert(e.filename.clone()) {
-                bytes += got.size;
+                checked.bytes += got.size;
                 listener.event(Event::Progress {
                     stage: Stage::Hash,
                     name: stage_name.clone(),
@@ -388,23 +449,16 @@ fn verify_suite(
                     total,
                 });
             }
-        }
-    }
+            Ok::<_, Error>(())
+        })
+    });
     listener.event(Event::Ended {
         stage: Stage::Hash,
         name: stage_name,
     });
-    Ok(SuiteVerified {
-        suite: suite.to_owned(),
-        date: release.date,
-        valid_until: release.valid_until,
-        signed_by,
-        indexes: release.files.len(),
-        by_hash: copies,
-        packages: counted,
-        pool_files: done.len(),
-        pool_bytes: bytes,
-    })
+    result?;
+    checked.files = done.len();
+    Ok(checked)
 }
 
 /// `InRelease`, `Release` and `Release.gpg` of `dir`: both signatures good, and both files
