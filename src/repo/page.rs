@@ -36,6 +36,9 @@ pub struct SuiteView<'a> {
 /// Everything on the page.
 #[derive(Debug, Clone)]
 pub struct Page<'a> {
+    /// The Release being published: its Label names the page, and its suite is the one
+    /// `containerd-stack.sources` names.
+    pub published: &'a Release,
     /// Ends with `/`.
     pub url: &'a str,
     pub commands: &'a [String],
@@ -80,10 +83,7 @@ footer{border-top:1px solid var(--line);color:var(--soft);font-size:.82rem;paddi
 /// The page's HTML.
 pub fn render(page: &Page) -> String {
     let mut out = String::with_capacity(4096 + rows(page) * 420);
-    let label = page
-        .suites
-        .first()
-        .map_or(CLIENT_NAME, |s| s.release.label.as_str());
+    let label = page.published.label.as_str();
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} apt repository</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
@@ -190,7 +190,7 @@ fn setup(out: &mut String, page: &Page) {
             esc(PLACEHOLDER_URL)
         );
     }
-    let last = page.suites.iter().max_by_key(|s| s.release.date);
+    let last = page.published;
     let _ = writeln!(
         out,
         "<p>On each Debian or Ubuntu machine, fetch the keyring and the source, then install:</p>\n<pre><code>{}\nsudo apt-get update &amp;&amp; sudo apt-get install {CLIENT_NAME}</code></pre>",
@@ -200,15 +200,13 @@ fn setup(out: &mut String, page: &Page) {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    if let Some(last) = last {
-        let _ = writeln!(
-            out,
-            "<p><a href=\"{CLIENT_NAME}.sources\"><code>{CLIENT_NAME}.sources</code></a> names suite <code>{}</code> and component{} <code>{}</code>, and trusts only <a href=\"{CLIENT_NAME}.gpg\"><code>{CLIENT_NAME}.gpg</code></a> (also as <a href=\"{CLIENT_NAME}.asc\">armoured text</a>) for it.</p>",
-            esc(&last.release.suite),
-            if last.release.components.len() == 1 { "" } else { "s" },
-            esc(&last.release.components.join(" "))
-        );
-    }
+    let _ = writeln!(
+        out,
+        "<p><a href=\"{CLIENT_NAME}.sources\"><code>{CLIENT_NAME}.sources</code></a> names suite <code>{}</code> and component{} <code>{}</code>, and trusts only <a href=\"{CLIENT_NAME}.gpg\"><code>{CLIENT_NAME}.gpg</code></a> (also as <a href=\"{CLIENT_NAME}.asc\">armoured text</a>) for it.</p>",
+        esc(&last.suite),
+        if last.components.len() == 1 { "" } else { "s" },
+        esc(&last.components.join(" "))
+    );
     let _ = writeln!(out, "</section>");
 }
 
@@ -524,6 +522,7 @@ mod tests {
         let read = BTreeMap::new();
         let commands = vec!["sudo curl A".to_owned(), "sudo curl B".to_owned()];
         let html = render(&Page {
+            published: &r,
             url: "https://apt.example.org/",
             commands: &commands,
             keys: vec![SigningKey {

@@ -880,6 +880,7 @@ fn index_page(
         })
         .collect();
     page::render(&Page {
+        published: release,
         url: &client.url,
         commands: &client.commands,
         keys,
