@@ -1065,6 +1065,78 @@ fn two_publishes_into_one_repo_wait_for_each_other() {
 }
 
 #[test]
+fn a_publish_reports_packages_hashed_and_files_written_as_progress() {
+    use containerd_stack::listener::Stage;
+    let d = debs();
+    let k = key("repo");
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo");
+    let recorder = Recorder::default();
+    let given = [d.rev[0].clone(), d.rev[1].clone(), d.rev1_arm64.clone()];
+    let plan = repo::publish(&repo, &given, &[&k.signer], &opts(), &recorder).unwrap();
+    let events = recorder.0.lock().unwrap();
+    // Each stage: Began, then every count up to its total, then Ended.
+    for (stage, total) in [(Stage::Hash, 3), (Stage::Publish, plan.steps.len() as u64)] {
+        let of_stage: Vec<&Event> = events
+            .iter()
+            .filter(|e| match e {
+                Event::Began { stage: s, .. }
+                | Event::Ended { stage: s, .. }
+                | Event::Progress { stage: s, .. } => *s == stage,
+                _ => false,
+            })
+            .collect();
+        assert!(
+            matches!(of_stage.first(), Some(Event::Began { .. })),
+            "{of_stage:?}"
+        );
+        assert!(
+            matches!(of_stage.last(), Some(Event::Ended { .. })),
+            "{of_stage:?}"
+        );
+        let mut done: Vec<u64> = of_stage
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress { done, total: t, .. } => {
+                    assert_eq!(*t, total, "{e:?}");
+                    Some(*done)
+                }
+                _ => None,
+            })
+            .collect();
+        // Hashing runs on several threads, so its counts may arrive out of order.
+        done.sort();
+        assert_eq!(done, (1..=total).collect::<Vec<_>>(), "{stage:?}");
+    }
+    // Hashing is over before the first file is written.
+    let ended_hash = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Ended {
+                    stage: Stage::Hash,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let began_publish = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Began {
+                    stage: Stage::Publish,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    assert!(ended_hash < began_publish);
+}
+
+#[test]
 fn adding_one_package_to_a_thousand_package_repo_reads_no_package_again() {
     let d = debs();
     let k = key("repo");

@@ -54,9 +54,7 @@ impl Terminal {
             }
         }
     }
-}
 
-impl Terminal {
     /// A line on stderr that does not tear the bars being drawn.
     fn line(&self, text: &str) {
         match &self.bars {
