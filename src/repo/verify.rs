@@ -45,8 +45,17 @@ impl Location {
         if s.starts_with("http://") || s.starts_with("https://") {
             return Ok(Location::Url(Remote::new(s)?));
         }
-        let path = s.strip_prefix("file://").unwrap_or(s);
-        Ok(Location::Dir(PathBuf::from(path)))
+        if let Some(path) = s.strip_prefix("file://") {
+            return Ok(Location::Dir(PathBuf::from(path)));
+        }
+        if s.contains("://") {
+            return Err(Error::invalid(
+                "repository",
+                s,
+                "expected a directory, or an http://, https:// or file:// URL",
+            ));
+        }
+        Ok(Location::Dir(PathBuf::from(s)))
     }
 
     /// How messages name `rel`: a path or a URL.
@@ -637,6 +646,23 @@ fn check_entry(loc: &Location, index: &str, e: &Entry, got: &PoolFile) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_is_a_directory_or_a_web_url() {
+        assert!(matches!(Location::parse("/srv/apt"), Ok(Location::Dir(_))));
+        assert!(
+            matches!(Location::parse("file:///srv/apt"), Ok(Location::Dir(p)) if p == Path::new("/srv/apt"))
+        );
+        assert!(matches!(
+            Location::parse("https://apt.example.org"),
+            Ok(Location::Url(_))
+        ));
+        let e = Location::parse("ftp://apt.example.org/").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "repository \"ftp://apt.example.org/\": expected a directory, or an http://, https:// or file:// URL"
+        );
+    }
 
     #[test]
     fn pool_paths_stay_inside_the_repository() {
