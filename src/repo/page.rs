@@ -14,6 +14,7 @@ use super::debconf::{self, Question};
 use super::packages::{self, Entry};
 use super::plan::{FirstPublished, SuiteState};
 use super::release::Release;
+use super::version::compare_versions;
 use super::{CLIENT_NAME, PLACEHOLDER_URL};
 
 /// A key the repository is signed with.
@@ -371,8 +372,14 @@ fn suite_tables(out: &mut String, suite: &SuiteView) {
     );
     let mut bounded = false;
     for ((component, arch), entries) in suite.indexes {
+        // Newest first: what a person looks for, and what apt installs.
         let mut entries: Vec<&Entry> = entries.iter().collect();
-        entries.sort_by(|a, b| packages::order(a, b));
+        entries.sort_by(|a, b| {
+            a.package
+                .cmp(&b.package)
+                .then_with(|| compare_versions(&b.version, &a.version))
+                .then_with(|| a.architecture.cmp(&b.architecture))
+        });
         let _ = writeln!(
             out,
             "<h3>{} / {} <small>— {} package{}</small></h3>\n<table><thead><tr><th>Package</th><th>Version</th><th>Size</th><th>SHA256</th><th>File</th><th>Published</th></tr></thead><tbody>",

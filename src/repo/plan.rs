@@ -1142,6 +1142,8 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("≤ "), "every date is known: {html}");
+        let row = |v: &str| html.find(&format!("containerd-stack_{v}_amd64\"")).unwrap();
+        assert!(row("1.0-2") < row("1.0-1"), "newest first");
     }
 
     #[test]
