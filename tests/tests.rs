@@ -12,4 +12,6 @@ mod config_gen;
 mod faults;
 mod lock;
 mod repo;
+mod repo_index;
+mod repo_verify;
 mod verify;

@@ -9,7 +9,8 @@ use clap::Parser;
 
 /// Debian packages the tests use: dpkg-deb and lintian judge the packages, mmdebstrap and
 /// systemd-nspawn boot a Debian to install them into (mount gives its chroot a /proc),
-/// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository;
+/// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository,
+/// chromium (headless) loads its index page;
 /// for the end-to-end tests, piuparts (it brings debootstrap) installs and purges the
 /// package, umoci and busybox-static make a container image, iproute2 looks into the
 /// network namespace the container runs in; for the VM stage, qemu boots the guest,
@@ -35,6 +36,7 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "e2fsprogs",
     "debian-archive-keyring",
     "python3",
+    "chromium",
 ];
 
 #[derive(Parser)]

@@ -495,7 +495,7 @@ fn judge_install_scenario(
             r.running(&upgrade)?;
             r.installed(&upgrade, &v2)?;
             r.same_config(&upgrade, &edited, "Debian's config.toml, as edited")?;
-            r.etc_containerd(&upgrade, Some(&["config.toml"]))?;
+            r.etc_containerd(&upgrade, Some(GENERATED_IN_ETC))?;
             r.rc_ok(&format!("{p}-purge-old"))?;
             r.same_config(&format!("{p}-purge-old"), &edited, "the edited config.toml")?;
             r.rc_ok(&format!("{p}-restart"))?;
@@ -530,7 +530,7 @@ fn judge_install_scenario(
             r.installed(&upgrade, &v2)?;
             // The generated file replaced an unedited one: the package's own, regenerated.
             r.config(&upgrade, true, default2)?;
-            r.etc_containerd(&upgrade, Some(&["config.toml"]))?;
+            r.etc_containerd(&upgrade, Some(GENERATED_IN_ETC))?;
             let generated = booted.read(&format!("{upgrade}.config.toml"))?;
             r.rc_ok(&format!("{p}-purge-old"))?;
             r.same_config(
@@ -770,6 +770,7 @@ impl Records<'_> {
     }
 
     /// The names in /etc/containerd after `step` are `want` (`None`: the directory is gone).
+    /// What /etc/containerd holds after `step`: `want`, by name, or nothing at all (`None`).
     fn etc_containerd(&self, step: &str, want: Option<&[&str]>) -> Result<()> {
         let listed = self.log(&format!("{step}.etc-containerd"))?;
         let found = match self.0.read(&format!("{step}.etc-containerd.rc"))?.trim() {
