@@ -75,12 +75,12 @@ const INSTALL_SCENARIO: &str = include_str!("e2e/install.sh");
 const REPO_SCENARIO: &str = include_str!("e2e/repo.sh");
 const CONTAINER_SCRIPT: &str = include_str!("e2e/container.sh");
 
-/// Revision 2 also moves the default sandbox image, as a new revision does when
-/// Kubernetes moves on: that is what shows an untouched config being regenerated.
 /// What the package makes in /etc/containerd: the generated config, and the registry hosts
 /// directory the CRI's config_path points at (empty: the e2e preseeds no mirror).
 const GENERATED_IN_ETC: &[&str] = &["certs.d", "config.toml"];
 
+/// Revision 2 also moves the default sandbox image, as a new revision does when
+/// Kubernetes moves on: that is what shows an untouched config being regenerated.
 const REVISION_2_SANDBOX_IMAGE: &str = "e2e.invalid/pause:revision-2";
 /// The answer preseeded with debconf-set-selections before a fresh installation.
 const PRESEEDED_IMAGE: &str = "e2e.invalid/pause:preseeded";
