@@ -546,8 +546,7 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
             "Package: containerd-stack\nVersion: 1.0.{i}-1\nArchitecture: amd64\nMaintainer: bench <bench@example.org>\nInstalled-Size: 204\nSection: admin\nPriority: optional\nDescription: bench package\n synthetic payload for cargo xtask bench\n"
         );
         let path = dir.join(format!("containerd-stack_1.0.{i}-1_amd64.deb"));
-        let mut data_file = tempfile::tempfile_in(dir)?;
-        let mut data = writer.write_data(&tree, &mut data_file, &path, &mut |_, _| {})?;
+        let data = writer.write_data(&tree)?;
         let control_member = writer.write_control(
             &ControlFiles {
                 control: &control,
@@ -560,7 +559,7 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
         let file = std::fs::File::create(&path)?;
         writer.assemble(
             &control_member,
-            &mut data,
+            &data,
             None,
             std::io::BufWriter::new(file),
             &path,
