@@ -69,7 +69,7 @@ impl Row {
             anchor,
             anchor_name,
             ratio,
-            goal: format!("≤ {max_ratio}×"),
+            goal: format!("≤ {max_ratio:?}×"),
             max_ratio,
             met: ratio <= max_ratio,
             note,
@@ -894,7 +894,10 @@ fn svg(r: &Report) -> String {
             gy2 = y + 21,
             tx = end.max(goal) + 6.0,
             ratio = row.ratio,
-            g = xml(&row.goal),
+            g = match row.goal.ends_with('×') || row.goal.starts_with("overlap") {
+                true => xml(&row.goal),
+                false => format!("{}, {:.3}×", xml(&row.goal), row.max_ratio),
+            },
         ));
     }
     s.push_str("</svg>\n");
