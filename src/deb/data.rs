@@ -467,7 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tar_is_in_parts_with_directories_first_and_dpkg_reads_it() {
+    fn the_tar_is_in_parts_with_directories_first_and_tar_reads_it() {
         let dir = tempfile::TempDir::new().unwrap();
         let t = tree(dir.path(), b"runc v1");
         let layout = DataLayout::new(&t, 1_700_000_000);

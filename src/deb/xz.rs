@@ -1,4 +1,4 @@
-//! The .xz container around independently compressed blocks (xz-file-format.txt, 1.2.0):
+//! The .xz container around independently compressed blocks (xz-file-format.txt):
 //! a stream header, the blocks, an index of their sizes, a footer. liblzma's raw LZMA2
 //! encoder makes each block's compressed data; the liblzma crate has no way to emit one
 //! block on its own or to write an index for blocks made elsewhere, so the framing is
