@@ -91,6 +91,20 @@ impl Hashes {
     }
 }
 
+/// A sha256 taken in pieces, for bytes whose md5 nobody needs (blocks of the data tar).
+#[derive(Default)]
+pub struct Sha256Hasher(sha2::Sha256);
+
+impl Sha256Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Sha256 {
+        Sha256(hex::encode(self.0.finalize()))
+    }
+}
+
 /// Hashes what is written to it; [`Hasher::finish`] gives the [`Hashes`].
 #[derive(Default)]
 pub struct Hasher {

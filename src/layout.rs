@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::elf::Linkage;
 use crate::error::{Error, Result};
+use crate::stack::ComponentKind;
 
 /// Top-level directories that exist on every Debian system but that no package owns.
 /// Shipping an entry for one would make this package its only dpkg owner, and purging it
@@ -23,6 +24,8 @@ pub enum Source {
         #[serde(skip)]
         path: PathBuf,
         origin: String,
+        /// Whose asset it is: its files are compressed apart from the others'.
+        component: ComponentKind,
     },
     /// Rendered or generated content.
     #[serde(serialize_with = "serialize_len")]

@@ -15,6 +15,7 @@ use crate::elf::{self, Linkage};
 use crate::error::{IoContext, Result};
 use crate::fetch::Fetcher;
 use crate::listener::{Event, Listener, Stage};
+use crate::stack::ComponentKind;
 
 use super::staging::Staging;
 
@@ -26,6 +27,9 @@ pub(crate) struct Analysis {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Program {
+    /// The component whose asset holds it.
+    #[serde(with = "component_key")]
+    pub(crate) component: ComponentKind,
     /// Installed path, relative to `/`.
     pub(crate) dest: String,
     /// Where it is staged, relative to the staging directory.
@@ -102,6 +106,7 @@ fn analyse_asset(
             .to_string_lossy()
             .into_owned();
         out.push(Program {
+            component: a.component,
             dest,
             staged,
             origin,
@@ -125,4 +130,20 @@ fn md5_file(path: &Path) -> Result<String> {
     let mut file = fs::File::open(path).at(path)?;
     std::io::copy(&mut file, &mut md5).at(path)?;
     Ok(hex::encode(md5.finalize()))
+}
+
+/// A component in a cached analysis: its stack.toml key.
+mod component_key {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    use crate::stack::ComponentKind;
+
+    pub(super) fn serialize<S: Serializer>(c: &ComponentKind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(c.key())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ComponentKind, D::Error> {
+        let key = String::deserialize(d)?;
+        ComponentKind::from_key(&key).ok_or_else(|| D::Error::custom(format!("no component {key}")))
+    }
 }

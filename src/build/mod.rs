@@ -1,10 +1,11 @@
 //! `build-deb`: stack manifest → fetch → unpack → ELF check → layout → render → deb.
 //! One call builds one package per requested architecture, several at once. The slow steps
 //! are cached by what they depend on (see [`crate::cache`]): the analysis of the upstream
-//! assets by their hashes, the compressed data member by the whole data tree, and the
-//! finished package by that plus the control member — so a rebuild with nothing changed
-//! only re-hashes the package in `--out`, and a template change rebuilds only what it
-//! touches. The finished file appears in `--out` whole or not at all.
+//! assets by their hashes, each compressed block of the data member by its bytes, and the
+//! finished package by the whole tree plus the control member — so a rebuild with nothing
+//! changed only re-hashes the package in `--out`, and a template edit or a runc bump
+//! compresses only the blocks of the part it changed. The finished file appears in `--out`
+//! whole or not at all.
 
 mod analysis;
 mod prepare;
@@ -36,7 +37,7 @@ pub const CONTROL_EXTRAS: &[&str] = &["templates", "triggers"];
 
 /// Bumped whenever the layout or the analysis changes meaning, so old cache entries are
 /// not reused by a newer tool.
-const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-1");
+const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-2");
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -91,14 +92,20 @@ pub struct BuiltDeb {
     pub tree: FhsTree,
     /// How much of the build cache was reused.
     pub reuse: Reuse,
+    /// Bytes of the data tar this build compressed; the rest came from the cache.
+    pub compressed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reuse {
-    /// Built from scratch.
+    /// Every block of the data member was compressed.
     Nothing,
-    /// The compressed data member was reused; only the control member was rebuilt.
+    /// Some blocks of the data member were compressed (the parts that changed), the others
+    /// came from the cache.
+    Blocks,
+    /// Every block of the data member came from the cache; only the control member was
+    /// rebuilt.
     DataMember,
     /// The package already in `--out` is the one these inputs make, proven by its hash.
     Package,

@@ -293,7 +293,9 @@ fn decompressor<'a>(
             entry: member.to_owned(),
             message: e.to_string(),
         })?),
-        ".gz" => Box::new(flate2::read::GzDecoder::new(r)),
+        // A data member is several gzip members, one per block, as `gzip -d` and dpkg's
+        // zlib read them.
+        ".gz" => Box::new(flate2::read::MultiGzDecoder::new(r)),
         "" => Box::new(r),
         other => {
             return Err(Error::Archive {
