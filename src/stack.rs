@@ -394,6 +394,14 @@ cni_bin_dir = "/opt/cni//bin/"
     }
 
     #[test]
+    fn the_built_in_stack_pins_three_architectures() {
+        assert_eq!(
+            Stack::default_stack().pinned_arches(),
+            [DebArch::Amd64, DebArch::Arm64, DebArch::Ppc64el]
+        );
+    }
+
+    #[test]
     fn prerelease_versions_sort_before_the_release() {
         let s = parse(&GOOD.replace("\"2.3.4\"", "\"2.4.0-rc.1\"")).unwrap();
         assert_eq!(s.deb_version(), "2.4.0~rc.1-1");
