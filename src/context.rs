@@ -38,9 +38,15 @@ pub(crate) fn control_paragraph(rendered: &str) -> String {
     out
 }
 
+/// A shipped component, with what the component table says of it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ComponentCtx {
     version: String,
+    copyright: &'static str,
+    license: &'static str,
+    homepage: &'static str,
+    repository: String,
+    release_page: String,
 }
 
 /// What the templates see. Every field is always present (strict mode); optional
@@ -83,8 +89,14 @@ impl TemplateContext {
     ) -> Result<TemplateContext> {
         let version_of = |k: ComponentKind| {
             let c = stack.component(k)?;
+            let spec = k.spec();
             shipped.contains(&k).then(|| ComponentCtx {
                 version: c.version.clone(),
+                copyright: spec.copyright,
+                license: spec.license,
+                homepage: spec.homepage,
+                repository: format!("https://github.com/{}", spec.repo),
+                release_page: spec.release_page(&c.version),
             })
         };
         let containerd = version_of(ComponentKind::Containerd).expect("required");
