@@ -1,5 +1,5 @@
 //! Deciding a package, before a byte of it is written: the assets' analysis (cached by
-//! their hashes), the tree of every installed file with its mode, md5 and source, the
+//! their hashes), the tree of every installed file with its mode, hashes and source, the
 //! rendered files, scripts and control file, the keys of what the build cache may hold
 //! for it, and then what of it the cache already holds. `--dry-run` shows the first half.
 
@@ -164,8 +164,11 @@ pub(crate) fn prepare(
             mode: 0o755,
             size: p.size,
             md5: p.md5.clone(),
+            sha1: p.sha1.clone(),
+            sha256: p.sha256.clone(),
             source: Source::Staged {
                 path: staging.path().join(&p.staged),
+                component: p.component,
                 origin: p.origin.clone(),
             },
             elf: Some(p.elf.clone()),
