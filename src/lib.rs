@@ -20,6 +20,7 @@ pub mod listener;
 pub mod lock;
 pub mod render;
 pub mod repo;
+pub mod sbom;
 pub mod sign;
 pub mod stack;
 pub mod unpack;

@@ -2,7 +2,8 @@
 //! of one per file): the pipeline against a loopback HTTP mirror serving generated
 //! releases in upstream's exact paths, a misbehaving network, hostile archives, `lock`,
 //! the postinst's config editing against real `containerd config default` outputs,
-//! signing and `verify`, and the apt repository judged by the real gpgv and apt-get.
+//! signing and `verify`, the apt repository judged by the real gpgv and apt-get, and the
+//! SBOM judged by SPDX's validator.
 
 mod archives;
 mod build;
@@ -10,4 +11,5 @@ mod config_gen;
 mod faults;
 mod lock;
 mod repo;
+mod sbom;
 mod verify;

@@ -1,10 +1,11 @@
 //! `build-deb`: stack manifest → fetch → unpack → ELF check → layout → render → deb.
-//! One call builds one package per requested architecture, several at once. The slow steps
-//! are cached by what they depend on (see [`crate::cache`]): the analysis of the upstream
-//! assets by their hashes, the compressed data member by the whole data tree, and the
-//! finished package by that plus the control member — so a rebuild with nothing changed
-//! only re-hashes the package in `--out`, and a template change rebuilds only what it
-//! touches. The finished file appears in `--out` whole or not at all.
+//! One call builds one package per requested architecture, several at once, each with its
+//! SBOM beside it. The slow steps are cached by what they depend on (see
+//! [`crate::cache`]): the analysis of the upstream assets by their hashes, the compressed
+//! data member by the whole data tree, and the finished package by that plus the control
+//! member — so a rebuild with nothing changed only re-hashes the package in `--out`, and a
+//! template change rebuilds only what it touches. The files appear in `--out` whole, and
+//! only when every architecture built.
 
 mod analysis;
 mod prepare;
@@ -88,6 +89,10 @@ pub struct BuiltDeb {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: Sha256,
+    pub md5: String,
+    pub sha1: String,
+    /// Its SPDX SBOM, beside it (the same bytes it ships).
+    pub sbom: PathBuf,
     pub tree: FhsTree,
     /// How much of the build cache was reused.
     pub reuse: Reuse,
@@ -107,11 +112,12 @@ pub enum Reuse {
 /// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`.
 pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
     let fetcher = Fetcher::new(opts.fetch.clone())?;
-    for_each_arch(stack, opts, &fetcher, listener, |prepared, threads| {
+    let written = for_each_arch(stack, opts, &fetcher, listener, |prepared, threads| {
         let prepared = prepared?;
         let reusable = prepare::reusable(&prepared, opts, &fetcher, listener)?;
         write::write_package(prepared, reusable, opts, threads, &fetcher, listener)
-    })
+    })?;
+    write::finish(written)
 }
 
 /// Everything `build` does except writing the packages.

@@ -1,7 +1,10 @@
 //! Deciding a package, before a byte of it is written: the assets' analysis (cached by
 //! their hashes), the tree of every installed file with its mode, hashes and source, the
-//! rendered files, scripts and control file, the keys of what the build cache may hold
-//! for it, and then what of it the cache already holds. `--dry-run` shows the first half.
+//! rendered files, the SBOM, scripts and control file, the keys of what the build cache may
+//! hold for it, and then what of it the cache already holds. `--dry-run` shows the first
+//! half.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -13,10 +16,11 @@ use crate::deb::compress::gzip_bytes;
 use crate::deb::{ControlFiles, DebWriter};
 use crate::error::Result;
 use crate::fetch::Fetcher;
-use crate::hash::{self, sha256_file, Sha256};
+use crate::hash::{self, Hashes};
 use crate::layout::{FhsTree, FileNode, Node, Source};
 use crate::listener::{Event, Listener};
 use crate::render::{rfc2822, Renderer};
+use crate::sbom::{self, FileType, Generated, SbomInput, SBOM_PATH};
 use crate::stack::{ComponentKind, Stack};
 
 use super::analysis::{analyse, Analysis};
@@ -32,46 +36,55 @@ struct Rendered {
     with: Option<ComponentKind>,
     /// Stored gzipped (without a timestamp), under `path`.
     gzip: bool,
+    /// What the SBOM calls it.
+    file_type: FileType,
 }
 
 /// Every rendered file of the data tree. The maintainer scripts and control files are
 /// [`MAINTAINER_SCRIPTS`] and [`CONTROL_EXTRAS`]; an empty lintian-overrides is left out.
+/// The SBOM ([`SBOM_PATH`]) is added after these, since it lists them.
 const RENDERED: &[Rendered] = &[
     Rendered {
         template: "containerd.service",
         path: "lib/systemd/system/containerd.service",
         with: None,
         gzip: false,
+        file_type: FileType::Text,
     },
     Rendered {
         template: "crictl.yaml",
         path: "etc/crictl.yaml",
         with: Some(ComponentKind::Crictl),
         gzip: false,
+        file_type: FileType::Text,
     },
     Rendered {
         template: "10-containerd-net.conflist",
         path: "etc/cni/net.d/10-containerd-net.conflist",
         with: Some(ComponentKind::CniPlugins),
         gzip: false,
+        file_type: FileType::Text,
     },
     Rendered {
         template: "copyright",
         path: "usr/share/doc/{package}/copyright",
         with: None,
         gzip: false,
+        file_type: FileType::Documentation,
     },
     Rendered {
         template: "changelog",
         path: "usr/share/doc/{package}/changelog.Debian.gz",
         with: None,
         gzip: true,
+        file_type: FileType::Documentation,
     },
     Rendered {
         template: "lintian-overrides",
         path: "usr/share/lintian/overrides/{package}",
         with: None,
         gzip: false,
+        file_type: FileType::Text,
     },
 ];
 
@@ -100,6 +113,9 @@ pub(crate) struct Inputs {
     pub(crate) staging: Staging,
     /// The compressed control member: small, and part of the package's key.
     pub(crate) control_member: Vec<u8>,
+    /// The SBOM's file name beside the package, and its bytes (also shipped in the tree).
+    pub(crate) sbom_file_name: String,
+    pub(crate) sbom: Vec<u8>,
     /// The build cache's key of the compressed data member.
     pub(crate) data_key: String,
     /// …and of the finished package.
@@ -109,7 +125,7 @@ pub(crate) struct Inputs {
 /// What the build cache already holds of a prepared package.
 pub(crate) enum Reusable {
     /// The package in `--out` is the one these inputs make, proven by its hash.
-    Package(Sha256),
+    Package(Hashes),
     /// The compressed data member.
     DataMember(Blob),
     /// Nothing: the data member is compressed, from staged files.
@@ -182,6 +198,7 @@ pub(crate) fn prepare(
         date: rfc2822(mtime),
         ..ctx.clone()
     };
+    let mut generated = BTreeMap::new();
     for r in RENDERED {
         if r.with.is_some_and(|c| !shipped.contains(&c)) {
             continue;
@@ -196,7 +213,36 @@ pub(crate) fn prepare(
         };
         let path = r.path.replace("{package}", &stack.package.name);
         tree.add_inline(&path, 0o644, bytes)?;
+        generated.insert(
+            path,
+            Generated {
+                template: r.template,
+                file_type: r.file_type,
+            },
+        );
     }
+
+    let base_name = format!(
+        "{}_{}_{}",
+        stack.package.name,
+        stack.deb_version().replace(':', "%3a"),
+        arch
+    );
+    let file_name = format!("{base_name}.deb");
+    let sbom_path = SBOM_PATH.replace("{package}", &stack.package.name);
+    let sbom = sbom::document(&SbomInput {
+        package: &stack.package.name,
+        version: &stack.deb_version(),
+        arch,
+        maintainer: &stack.package.maintainer,
+        deb_file_name: &file_name,
+        mtime,
+        artifacts: &artifacts,
+        tree: &tree,
+        generated: &generated,
+        path: &sbom_path,
+    });
+    tree.add_inline(&sbom_path, 0o644, sbom.clone())?;
 
     let mut scripts = Vec::new();
     for name in MAINTAINER_SCRIPTS {
@@ -218,12 +264,6 @@ pub(crate) fn prepare(
     };
     let control = control_paragraph(&renderer.render("control", &ctx)?);
 
-    let file_name = format!(
-        "{}_{}_{}.deb",
-        stack.package.name,
-        stack.deb_version().replace(':', "%3a"),
-        arch
-    );
     let writer = deb_writer(opts, mtime, 1);
     let control_member = writer.write_control(
         &ControlFiles {
@@ -258,6 +298,8 @@ pub(crate) fn prepare(
             artifacts,
             staging,
             control_member,
+            sbom_file_name: format!("{base_name}.spdx.json"),
+            sbom,
             data_key,
             package_key,
         },
@@ -277,10 +319,10 @@ pub(crate) fn reusable(
     let out = opts.out_dir.join(&prepared.file_name);
     if let Some(recorded) = cache.record::<String>("packages", &inputs.package_key) {
         if out.exists() {
-            let sha256 = sha256_file(&out)?;
-            if sha256.as_str() == recorded {
+            let hashes = Hashes::of_file(&out)?;
+            if hashes.sha256.as_str() == recorded {
                 listener.event(Event::Step(format!("{} is up to date", prepared.file_name)));
-                return Ok(Reusable::Package(sha256));
+                return Ok(Reusable::Package(hashes));
             }
         }
     }

@@ -1,18 +1,56 @@
 //! Writing a prepared package: compressing the data member when the cache does not hold it,
-//! then the ar archive, into `--out` whole or not at all. Nothing is decided here.
+//! then the ar archive and the SBOM beside it. Each file is written whole but nameless and
+//! named only when the whole build has succeeded, so `--out` never holds a partial file and
+//! a failed build leaves nothing new there. Nothing is decided here.
 
 use std::fs;
+use std::io::Seek;
+use std::path::{Path, PathBuf};
 
 use crate::atomic::AtomicFile;
 use crate::cache::BuildCache;
 use crate::deb::DataMember;
 use crate::error::{IoContext, Result};
 use crate::fetch::Fetcher;
-use crate::hash::sha256_file;
+use crate::hash::Hashes;
 use crate::listener::{Event, Listener, Stage};
 
 use super::prepare::{data_member_kind, deb_writer, PreparedPackage, Reusable};
 use super::{BuildOptions, BuiltDeb, Reuse};
+
+/// A file written whole, still without its name.
+pub(crate) struct Pending {
+    file: AtomicFile,
+    dest: PathBuf,
+}
+
+impl Pending {
+    /// `bytes` to become `dir/name`; nothing when that file already holds them, so that a
+    /// rebuild with nothing changed touches nothing.
+    fn unless_there(dir: &Path, name: &str, bytes: &[u8]) -> Result<Option<Pending>> {
+        use std::io::Write;
+        let dest = dir.join(name);
+        if fs::read(&dest).is_ok_and(|there| there == bytes) {
+            return Ok(None);
+        }
+        let mut file = AtomicFile::new_in(dir, 0o644)?;
+        file.file().write_all(bytes).at(&dest)?;
+        Ok(Some(Pending { file, dest }))
+    }
+}
+
+/// The package to assemble from its data member, or the one `--out` already holds.
+enum Member {
+    Assemble(DataMember),
+    Kept(Hashes),
+}
+
+/// One architecture's package, written but not yet named.
+pub(crate) struct Written {
+    deb: BuiltDeb,
+    /// The package (unless `--out` already holds it) and its SBOM.
+    pending: Vec<Pending>,
+}
 
 pub(crate) fn write_package(
     prepared: PreparedPackage,
@@ -21,7 +59,7 @@ pub(crate) fn write_package(
     threads: u32,
     fetcher: &Fetcher,
     listener: &dyn Listener,
-) -> Result<BuiltDeb> {
+) -> Result<Written> {
     let PreparedPackage {
         arch,
         file_name,
@@ -35,21 +73,16 @@ pub(crate) fn write_package(
     let cache = BuildCache::new(fetcher.cache_dir());
     let writer = deb_writer(opts, mtime, threads);
     let member_kind = data_member_kind(opts);
-    let (mut data, reuse) = match reusable {
-        Reusable::Package(sha256) => {
-            return Ok(BuiltDeb {
-                arch,
-                size: fs::metadata(&final_path).at(&final_path)?.len(),
-                sha256,
-                path: final_path,
-                tree,
-                reuse: Reuse::Package,
-            })
-        }
+    let mut pending = Vec::new();
+    let (data, reuse) = match reusable {
+        Reusable::Package(hashes) => (Member::Kept(hashes), Reuse::Package),
         Reusable::DataMember(blob) => {
             let file = fs::File::open(&blob.path).at(&blob.path)?;
             let size = blob.size;
-            (DataMember { file, size }, Reuse::DataMember)
+            (
+                Member::Assemble(DataMember { file, size }),
+                Reuse::DataMember,
+            )
         }
         Reusable::Nothing => {
             listener.event(Event::Began {
@@ -57,7 +90,7 @@ pub(crate) fn write_package(
                 name: file_name.clone(),
             });
             let mut blob = cache.new_blob(&member_kind)?;
-            let shown = std::path::PathBuf::from(&member_kind);
+            let shown = PathBuf::from(&member_kind);
             let member = writer.write_data(&tree, blob.file(), &shown, &mut |done, total| {
                 listener.event(Event::Progress {
                     stage: Stage::Compress,
@@ -72,32 +105,68 @@ pub(crate) fn write_package(
             });
             let (file, _) = cache.store_blob(&member_kind, &inputs.data_key, blob, member.size)?;
             let size = member.size;
-            (DataMember { file, size }, Reuse::Nothing)
+            (Member::Assemble(DataMember { file, size }), Reuse::Nothing)
         }
     };
     // The staged files are no longer needed: let the next build of this machine have the
     // space while the archive is assembled.
     drop(inputs.staging);
+    let hashes = match data {
+        Member::Kept(hashes) => hashes,
+        Member::Assemble(mut data) => {
+            let mut out = AtomicFile::new_in(&opts.out_dir, 0o644)?;
+            writer.assemble(
+                &inputs.control_member,
+                &mut data,
+                opts.signer.as_deref(),
+                std::io::BufWriter::new(out.file()),
+                &final_path,
+            )?;
+            out.file().rewind().at(&final_path)?;
+            let hashes = Hashes::of_reader(&mut *out.file()).at(&final_path)?;
+            // Recorded before the package is named: a record whose package never reaches
+            // `--out` is harmless, since reuse needs the file there to have this hash.
+            cache.store_record("packages", &inputs.package_key, &hashes.sha256.to_string())?;
+            pending.push(Pending {
+                file: out,
+                dest: final_path.clone(),
+            });
+            hashes
+        }
+    };
+    pending.extend(Pending::unless_there(
+        &opts.out_dir,
+        &inputs.sbom_file_name,
+        &inputs.sbom,
+    )?);
 
-    // Nameless in `out` until complete, then linked into place: `out` never holds a
-    // partial package, whatever fails or is killed.
-    let mut out = AtomicFile::new_in(&opts.out_dir, 0o644)?;
-    writer.assemble(
-        &inputs.control_member,
-        &mut data,
-        opts.signer.as_deref(),
-        std::io::BufWriter::new(out.file()),
-        &final_path,
-    )?;
-    out.persist(&final_path)?;
-    let sha256 = sha256_file(&final_path)?;
-    cache.store_record("packages", &inputs.package_key, &sha256.to_string())?;
-    Ok(BuiltDeb {
-        arch,
-        size: fs::metadata(&final_path).at(&final_path)?.len(),
-        sha256,
-        path: final_path,
-        tree,
-        reuse,
+    Ok(Written {
+        deb: BuiltDeb {
+            arch,
+            path: final_path,
+            size: hashes.size,
+            sha256: hashes.sha256,
+            md5: hashes.md5,
+            sha1: hashes.sha1,
+            sbom: opts.out_dir.join(&inputs.sbom_file_name),
+            tree,
+            reuse,
+        },
+        pending,
     })
+}
+
+/// Names every file of the build, once every architecture has been written: each package
+/// and then its SBOM.
+pub(crate) fn finish(written: Vec<Written>) -> Result<Vec<BuiltDeb>> {
+    let mut pending = Vec::new();
+    let mut debs = Vec::new();
+    for w in written {
+        pending.extend(w.pending);
+        debs.push(w.deb);
+    }
+    for p in pending {
+        p.file.persist(&p.dest)?;
+    }
+    Ok(debs)
 }
