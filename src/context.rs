@@ -74,6 +74,7 @@ pub(crate) struct TemplateContext {
     pub(crate) static_programs: Vec<String>,
     pub(crate) unowned_dirs: String,
     pub(crate) date: String,
+    pub(crate) distribution: String,
     pub(crate) systemd_cgroup: bool,
     pub(crate) sandbox_image: String,
 }
@@ -159,6 +160,7 @@ impl TemplateContext {
             static_programs,
             unowned_dirs: tree.unowned_parents().join(" "),
             date: String::new(),
+            distribution: stack.package.distribution.clone(),
             systemd_cgroup: stack.settings.systemd_cgroup,
             sandbox_image: stack.settings.sandbox_image.clone(),
         })

@@ -128,10 +128,7 @@ impl Renderer {
 
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String> {
         self.hb.render(name, ctx).map_err(|e| Error::Template {
-            template: match self.sources.get(name) {
-                Some((origin, _)) => shown(name, origin),
-                None => format!("{name}.hbs"),
-            },
+            template: self.shown(name),
             message: one_line(&e.to_string()),
         })
     }
@@ -143,6 +140,14 @@ impl Renderer {
     /// Where the template `name` came from.
     pub fn origin(&self, name: &str) -> Option<&Origin> {
         self.sources.get(name).map(|(o, _)| o)
+    }
+
+    /// How errors name the template `name`: its file, or its built-in name.
+    pub fn shown(&self, name: &str) -> String {
+        match self.sources.get(name) {
+            Some((origin, _)) => shown(name, origin),
+            None => format!("{name}.hbs"),
+        }
     }
 
     /// A hash of the text of every template in use, for build caches keyed by their inputs.

@@ -306,12 +306,14 @@ fn two_builds_in_different_places_and_times_are_byte_identical() {
         std::fs::read(&b.path).unwrap()
     );
     assert_eq!(a.sha256, b.sha256);
-    // …and so is the SBOM beside it.
+    // …and so are the SBOM, .buildinfo and .changes beside it.
     let beside = |deb: &BuiltDeb, ext: &str| {
         std::fs::read(deb.path.with_extension(ext))
             .unwrap_or_else(|e| panic!("{} beside {}: {e}", ext, deb.path.display()))
     };
-    assert_eq!(beside(&a, "spdx.json"), beside(&b, "spdx.json"));
+    for ext in ["spdx.json", "buildinfo", "changes"] {
+        assert_eq!(beside(&a, ext), beside(&b, ext), "{ext}");
+    }
 
     // SOURCE_DATE_EPOCH sets the one mtime, and is reproducible too.
     let mut o = f.opts(DebArch::Arm64, "sde");
@@ -668,7 +670,7 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
         v
     };
     let before = mtimes(&opts.out_dir);
-    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(before.len(), 4, "{before:?}");
     std::thread::sleep(std::time::Duration::from_millis(20));
     let again = f.build(ALL, &opts);
     assert_eq!(again.reuse, Reuse::Package);

@@ -1,11 +1,11 @@
 //! `build-deb`: stack manifest → fetch → unpack → ELF check → layout → render → deb.
 //! One call builds one package per requested architecture, several at once, each with its
-//! SBOM beside it. The slow steps are cached by what they depend on (see
-//! [`crate::cache`]): the analysis of the upstream assets by their hashes, the compressed
-//! data member by the whole data tree, and the finished package by that plus the control
-//! member — so a rebuild with nothing changed only re-hashes the package in `--out`, and a
-//! template change rebuilds only what it touches. The files appear in `--out` whole, and
-//! only when every architecture built.
+//! SBOM beside it, and one `.buildinfo` and `.changes` over them all. The slow steps are
+//! cached by what they depend on (see [`crate::cache`]): the analysis of the upstream
+//! assets by their hashes, the compressed data member by the whole data tree, and the
+//! finished package by that plus the control member — so a rebuild with nothing changed
+//! only re-hashes the package in `--out`, and a template change rebuilds only what it
+//! touches. The files appear in `--out` whole, and only when every architecture built.
 
 mod analysis;
 mod prepare;
@@ -109,15 +109,30 @@ pub enum Reuse {
     Package,
 }
 
-/// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`.
-pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
+/// What a build wrote into the output directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Built {
+    /// In architecture order.
+    pub debs: Vec<BuiltDeb>,
+    pub buildinfo: PathBuf,
+    pub changes: PathBuf,
+}
+
+/// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`,
+/// and the upload's `.buildinfo` and `.changes` over them.
+pub fn build_upload(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Built> {
     let fetcher = Fetcher::new(opts.fetch.clone())?;
     let written = for_each_arch(stack, opts, &fetcher, listener, |prepared, threads| {
         let prepared = prepared?;
         let reusable = prepare::reusable(&prepared, opts, &fetcher, listener)?;
         write::write_package(prepared, reusable, opts, threads, &fetcher, listener)
     })?;
-    write::finish(written)
+    write::finish(stack, opts, written)
+}
+
+/// [`build_upload`], for what only needs the packages.
+pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
+    Ok(build_upload(stack, opts, listener)?.debs)
 }
 
 /// Everything `build` does except writing the packages.

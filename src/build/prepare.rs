@@ -9,12 +9,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::arch::DebArch;
-use crate::artifact::Artifact;
+use crate::artifact::{Artifact, GITHUB};
 use crate::cache::{Blob, BuildCache};
 use crate::context::{control_paragraph, TemplateContext};
 use crate::deb::compress::gzip_bytes;
+use crate::deb::read::parse_paragraph;
 use crate::deb::{ControlFiles, DebWriter};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fetch::Fetcher;
 use crate::hash::{self, Hashes};
 use crate::layout::{FhsTree, FileNode, Node, Source};
@@ -22,6 +23,7 @@ use crate::listener::{Event, Listener};
 use crate::render::{rfc2822, Renderer};
 use crate::sbom::{self, FileType, Generated, SbomInput, SBOM_PATH};
 use crate::stack::{ComponentKind, Stack};
+use crate::upload::{self, ChangelogEntry};
 
 use super::analysis::{analyse, Analysis};
 use super::staging::Staging;
@@ -113,6 +115,10 @@ pub(crate) struct Inputs {
     pub(crate) staging: Staging,
     /// The compressed control member: small, and part of the package's key.
     pub(crate) control_member: Vec<u8>,
+    /// The changelog's entry, and what the upload's `.changes` and `.buildinfo` say of
+    /// the package.
+    pub(crate) changelog: ChangelogEntry,
+    pub(crate) binary: upload::Binary,
     /// The SBOM's file name beside the package, and its bytes (also shipped in the tree).
     pub(crate) sbom_file_name: String,
     pub(crate) sbom: Vec<u8>,
@@ -199,6 +205,7 @@ pub(crate) fn prepare(
         ..ctx.clone()
     };
     let mut generated = BTreeMap::new();
+    let mut changelog = None;
     for r in RENDERED {
         if r.with.is_some_and(|c| !shipped.contains(&c)) {
             continue;
@@ -206,6 +213,9 @@ pub(crate) fn prepare(
         let text = renderer.render(r.template, &dated)?;
         if r.template == "lintian-overrides" && text.trim().is_empty() {
             continue;
+        }
+        if r.template == "changelog" {
+            changelog = Some(changelog_entry(stack, renderer, &text)?);
         }
         let bytes = match r.gzip {
             true => gzip_bytes(text.as_bytes()),
@@ -274,6 +284,23 @@ pub(crate) fn prepare(
         },
         &tree.md5sums(),
     )?;
+    let fields = parse_paragraph(&control);
+    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let binary = upload::Binary {
+        arch,
+        file_name: file_name.clone(),
+        section: field("Section"),
+        priority: field("Priority"),
+        summary: field("Description")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        upstream: artifacts
+            .iter()
+            .map(|a| (format!("{GITHUB}{}", a.path), a.sha256.to_string()))
+            .collect(),
+    };
     let data_key = data_key(&analysis_key, &tree, &writer);
     let signer = opts
         .signer
@@ -298,12 +325,32 @@ pub(crate) fn prepare(
             artifacts,
             staging,
             control_member,
+            changelog: changelog.expect("the changelog is always rendered"),
+            binary,
             sbom_file_name: format!("{base_name}.spdx.json"),
             sbom,
             data_key,
             package_key,
         },
     })
+}
+
+/// The changelog's first entry, which must be this package's: the `.changes` takes its
+/// distribution, urgency and text from it, as dpkg-genchanges does.
+fn changelog_entry(stack: &Stack, renderer: &Renderer, text: &str) -> Result<ChangelogEntry> {
+    let bad = |message: String| Error::Template {
+        template: renderer.shown("changelog"),
+        message,
+    };
+    let entry = ChangelogEntry::parse(text).map_err(bad)?;
+    let version = stack.deb_version();
+    if entry.package != stack.package.name || entry.version != version {
+        return Err(bad(format!(
+            "the entry is for {} ({}), but the package is {} ({version})",
+            entry.package, entry.version, stack.package.name
+        )));
+    }
+    Ok(entry)
 }
 
 /// What of `prepared` the cache holds; when the data member must be compressed, the

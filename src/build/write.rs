@@ -1,7 +1,8 @@
 //! Writing a prepared package: compressing the data member when the cache does not hold it,
-//! then the ar archive and the SBOM beside it. Each file is written whole but nameless and
-//! named only when the whole build has succeeded, so `--out` never holds a partial file and
-//! a failed build leaves nothing new there. Nothing is decided here.
+//! then the ar archive and the SBOM beside it, and once every architecture is written, the
+//! upload's `.buildinfo` and `.changes`. Each file is written whole but nameless and named
+//! only when the whole build has succeeded, so `--out` never holds a partial file and a
+//! failed build leaves nothing new there. Nothing is decided here.
 
 use std::fs;
 use std::io::Seek;
@@ -14,9 +15,12 @@ use crate::error::{IoContext, Result};
 use crate::fetch::Fetcher;
 use crate::hash::Hashes;
 use crate::listener::{Event, Listener, Stage};
+use crate::sign::Signer;
+use crate::stack::Stack;
+use crate::upload::{self, Binary, ChangelogEntry, Upload};
 
 use super::prepare::{data_member_kind, deb_writer, PreparedPackage, Reusable};
-use super::{BuildOptions, BuiltDeb, Reuse};
+use super::{BuildOptions, Built, BuiltDeb, Reuse};
 
 /// A file written whole, still without its name.
 pub(crate) struct Pending {
@@ -48,6 +52,10 @@ enum Member {
 /// One architecture's package, written but not yet named.
 pub(crate) struct Written {
     deb: BuiltDeb,
+    /// What the `.changes` and `.buildinfo` say of it, with its hashes.
+    binary: (Binary, Hashes),
+    changelog: ChangelogEntry,
+    mtime: u64,
     /// The package (unless `--out` already holds it) and its SBOM.
     pending: Vec<Pending>,
 }
@@ -145,28 +153,76 @@ pub(crate) fn write_package(
             arch,
             path: final_path,
             size: hashes.size,
-            sha256: hashes.sha256,
-            md5: hashes.md5,
-            sha1: hashes.sha1,
+            sha256: hashes.sha256.clone(),
+            md5: hashes.md5.clone(),
+            sha1: hashes.sha1.clone(),
             sbom: opts.out_dir.join(&inputs.sbom_file_name),
             tree,
             reuse,
         },
+        binary: (inputs.binary, hashes.clone()),
+        changelog: inputs.changelog,
+        mtime,
         pending,
     })
 }
 
-/// Names every file of the build, once every architecture has been written: each package
-/// and then its SBOM.
-pub(crate) fn finish(written: Vec<Written>) -> Result<Vec<BuiltDeb>> {
+/// Writes the upload's `.buildinfo` and `.changes` over every package of `written` (in
+/// architecture order), then names every file of the build: the packages and their SBOMs
+/// first, the `.changes` that lists them last.
+pub(crate) fn finish(stack: &Stack, opts: &BuildOptions, written: Vec<Written>) -> Result<Built> {
+    let binaries: Vec<(Binary, Hashes)> = written.iter().map(|w| w.binary.clone()).collect();
+    let arches: Vec<_> = binaries.iter().map(|(b, _)| b.arch).collect();
+    let version = stack.deb_version();
+    let base = upload::base_name(&stack.package.name, &version, &arches);
+    let mtime = written.iter().map(|w| w.mtime).max().unwrap_or(0);
+    let upload = Upload {
+        package: &stack.package.name,
+        version: &version,
+        maintainer: &stack.package.maintainer,
+        binaries: &binaries,
+        // Every architecture renders the same entry, but for the optional components one
+        // of them leaves out: the first one's speaks for the upload.
+        changelog: &written[0].changelog,
+        mtime,
+        source_date_epoch: opts.source_date_epoch,
+        build_arch: upload::build_architecture(),
+    };
+    let sign = |text: String| -> Result<String> {
+        match &opts.signer {
+            Some(s) => Signer::clearsign(&[s.as_ref()], &text, mtime),
+            None => Ok(text),
+        }
+    };
+    let buildinfo_name = format!("{base}.buildinfo");
+    let buildinfo = sign(upload.buildinfo())?;
+    let buildinfo_hashes = Hashes::of_reader(buildinfo.as_bytes()).at(&buildinfo_name)?;
+    let changes_name = format!("{base}.changes");
+    let changes = sign(upload.changes((&buildinfo_name, &buildinfo_hashes)))?;
+
     let mut pending = Vec::new();
     let mut debs = Vec::new();
     for w in written {
         pending.extend(w.pending);
         debs.push(w.deb);
     }
+    let out = &opts.out_dir;
+    pending.extend(Pending::unless_there(
+        out,
+        &buildinfo_name,
+        buildinfo.as_bytes(),
+    )?);
+    pending.extend(Pending::unless_there(
+        out,
+        &changes_name,
+        changes.as_bytes(),
+    )?);
     for p in pending {
         p.file.persist(&p.dest)?;
     }
-    Ok(debs)
+    Ok(Built {
+        debs,
+        buildinfo: out.join(buildinfo_name),
+        changes: out.join(changes_name),
+    })
 }

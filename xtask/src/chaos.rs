@@ -1,8 +1,8 @@
 //! `cargo xtask chaos`: the build under faults a CI pipeline meets — `kill -9` at random
 //! points, two builds sharing one cache at once, a full disk as `--out` and as `--cache`.
 //! After each: `--out` holds nothing new, or complete files of a build in the order it names
-//! them (package, SBOM), the cache holds only entries that verify, and the next run
-//! succeeds.
+//! them (package, SBOM, `.buildinfo`, `.changes`), the cache holds only entries that verify,
+//! and the next run succeeds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -176,9 +176,9 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// What a one-architecture build names beside its package `deb`, in the order it names
-/// them: the package and its SBOM.
+/// them: the package, its SBOM, the upload's .buildinfo and .changes.
 fn outputs(deb: &Path) -> Vec<PathBuf> {
-    ["deb", "spdx.json"]
+    ["deb", "spdx.json", "buildinfo", "changes"]
         .into_iter()
         .map(|ext| deb.with_extension(ext))
         .collect()

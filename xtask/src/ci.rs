@@ -12,7 +12,9 @@ use clap::Parser;
 /// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository;
 /// for the end-to-end tests, piuparts (it brings debootstrap) installs and purges the
 /// package, umoci and busybox-static make a container image, iproute2 looks into the
-/// network namespace the container runs in.
+/// network namespace the container runs in; reprepro and aptly take the build's `.changes`
+/// (gnupg gives reprepro the signer's key; python3-venv also holds SPDX's validator for
+/// the SBOM tests).
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -22,6 +24,7 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "shellcheck",
     "ca-certificates",
     "gpgv",
+    "gnupg",
     "apt",
     "debsig-verify",
     "python3-venv",
@@ -29,6 +32,8 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "umoci",
     "busybox-static",
     "iproute2",
+    "reprepro",
+    "aptly",
 ];
 
 #[derive(Parser)]
