@@ -12,16 +12,18 @@ use containerd_stack::{build, BuildOptions, BuiltDeb, DebArch, Stack};
 use tempfile::TempDir;
 use testkit::{upstream, FakeRelease, Mirror};
 
-const ALL: &[ComponentKind] = &ComponentKind::ALL;
+pub(crate) const ALL: &[ComponentKind] = &ComponentKind::ALL;
 
-struct Fixture {
-    dir: TempDir,
-    release: FakeRelease,
-    mirror: Mirror,
+/// Generated releases for some architectures, served on loopback, and a directory for
+/// builds' output and caches.
+pub(crate) struct Fixture {
+    pub(crate) dir: TempDir,
+    pub(crate) release: FakeRelease,
+    pub(crate) mirror: Mirror,
 }
 
 impl Fixture {
-    fn new(arches: &[DebArch]) -> Fixture {
+    pub(crate) fn new(arches: &[DebArch]) -> Fixture {
         let dir = TempDir::new().unwrap();
         let release = FakeRelease::write(&dir.path().join("mirror"), arches);
         let mirror = Mirror::serve(dir.path().join("mirror"));
@@ -32,11 +34,11 @@ impl Fixture {
         }
     }
 
-    fn stack(&self, kinds: &[ComponentKind]) -> Stack {
+    pub(crate) fn stack(&self, kinds: &[ComponentKind]) -> Stack {
         Stack::parse(&self.release.stack_toml(kinds), Path::new("stack.toml")).unwrap()
     }
 
-    fn opts(&self, arch: DebArch, tag: &str) -> BuildOptions {
+    pub(crate) fn opts(&self, arch: DebArch, tag: &str) -> BuildOptions {
         BuildOptions {
             threads: 2,
             ..BuildOptions::new(
@@ -48,14 +50,14 @@ impl Fixture {
         }
     }
 
-    fn build(&self, kinds: &[ComponentKind], opts: &BuildOptions) -> BuiltDeb {
+    pub(crate) fn build(&self, kinds: &[ComponentKind], opts: &BuildOptions) -> BuiltDeb {
         let mut built = build(&self.stack(kinds), opts, &Quiet).unwrap();
         assert_eq!(built.len(), 1);
         built.remove(0)
     }
 }
 
-fn out_files(dir: &Path) -> Vec<String> {
+pub(crate) fn out_files(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -64,7 +66,7 @@ fn out_files(dir: &Path) -> Vec<String> {
     }
 }
 
-fn text(deb: &DebContents, path: &str) -> String {
+pub(crate) fn text(deb: &DebContents, path: &str) -> String {
     let e = deb
         .data_entry(path)
         .unwrap_or_else(|| panic!("{path} missing"));
@@ -167,6 +169,7 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
         "./usr/lib/systemd/system/containerd.service",
         "./usr/share/doc/containerd-stack/copyright",
         "./usr/share/doc/containerd-stack/changelog.Debian.gz",
+        "./usr/share/doc/containerd-stack/sbom.spdx.json",
         "./usr/share/lintian/overrides/containerd-stack",
         "./usr/lib/modules-load.d/containerd-stack.conf",
         "./usr/lib/sysctl.d/99-containerd-stack.conf",
@@ -358,6 +361,14 @@ fn two_builds_in_different_places_and_times_are_byte_identical() {
         std::fs::read(&b.path).unwrap()
     );
     assert_eq!(a.sha256, b.sha256);
+    // …and so are the SBOM, .buildinfo and .changes beside it.
+    let beside = |deb: &BuiltDeb, ext: &str| {
+        std::fs::read(deb.path.with_extension(ext))
+            .unwrap_or_else(|e| panic!("{} beside {}: {e}", ext, deb.path.display()))
+    };
+    for ext in ["spdx.json", "buildinfo", "changes"] {
+        assert_eq!(beside(&a, ext), beside(&b, ext), "{ext}");
+    }
 
     // SOURCE_DATE_EPOCH sets the one mtime, and is reproducible too.
     let mut o = f.opts(DebArch::Arm64, "sde");
@@ -367,6 +378,8 @@ fn two_builds_in_different_places_and_times_are_byte_identical() {
     assert!(deb.data.iter().all(|e| e.mtime == 1_234_567_890));
     assert!(deb.members.iter().all(|m| m.2 == 1_234_567_890));
     assert_ne!(c.sha256, a.sha256);
+    let sbom: serde_json::Value = serde_json::from_slice(&beside(&c, "spdx.json")).unwrap();
+    assert_eq!(sbom["creationInfo"]["created"], "2009-02-13T23:31:30Z");
 }
 
 #[test]
@@ -471,6 +484,28 @@ fn wrong_sha256_is_refused_and_leaves_nothing() {
         out_files(&opts.fetch.cache_dir.join("tmp")).is_empty(),
         "partial download left behind"
     );
+}
+
+#[test]
+fn one_failed_architecture_leaves_nothing_of_the_others() {
+    let f = Fixture::new(&[DebArch::Amd64, DebArch::Arm64]);
+    let mut release = f.release.clone();
+    release.put(
+        ComponentKind::Runc,
+        DebArch::Arm64,
+        &testkit::elf_program(DebArch::Amd64, "runc"),
+    );
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    let mut opts = f.opts(DebArch::Amd64, "half");
+    opts.arches = vec![DebArch::Amd64, DebArch::Arm64];
+    let err = build(&stack, &opts, &Quiet).unwrap_err().to_string();
+    assert!(
+        err.contains("built for amd64, but the package is for arm64"),
+        "{err}"
+    );
+    // amd64's package was written, but is never named: no package, SBOM, .buildinfo or
+    // .changes of a build that failed.
+    assert_eq!(out_files(&opts.out_dir), Vec::<String>::new());
 }
 
 #[test]
@@ -725,7 +760,23 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
     assert_eq!(cold.reuse, Reuse::Nothing);
     let requests = f.mirror.requests().len();
 
-    // Nothing changed: the package in --out is proven by its hash and kept.
+    // Nothing changed: the package in --out is proven by its hash and kept, and nothing
+    // beside it is written again.
+    let mtimes = |dir: &Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = mtimes(&opts.out_dir);
+    assert_eq!(before.len(), 4, "{before:?}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let again = f.build(ALL, &opts);
     assert_eq!(again.reuse, Reuse::Package);
     assert_eq!(again.sha256, cold.sha256);
@@ -734,6 +785,17 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
         requests,
         "an unchanged rebuild downloaded"
     );
+    assert_eq!(
+        mtimes(&opts.out_dir),
+        before,
+        "an unchanged rebuild rewrote --out"
+    );
+    // The SBOM beside a kept package is written again when it went missing.
+    let sbom = std::fs::read(&again.sbom).unwrap();
+    std::fs::remove_file(&again.sbom).unwrap();
+    let kept = f.build(ALL, &opts);
+    assert_eq!(kept.reuse, Reuse::Package);
+    assert_eq!(std::fs::read(&kept.sbom).unwrap(), sbom);
 
     // A change that only touches the control member reuses the compressed data member.
     let text = f
@@ -867,7 +929,7 @@ fn a_rebuild_compresses_only_the_changed_parts_and_equals_a_cold_build() {
     assert_eq!(incremental.reuse, Reuse::Blocks);
     assert_eq!(incremental.compressed, part_len(&plan, "rendered"));
     let deb = read_deb(&incremental.path).unwrap();
-    assert!(text(&deb, "./lib/systemd/system/containerd.service").contains("RestartSec=7"));
+    assert!(text(&deb, "./usr/lib/systemd/system/containerd.service").contains("RestartSec=7"));
     assert!(text(&deb, "./etc/cni/net.d/10-containerd-net.conflist").contains("10.77.0.0/16"));
     let events = rec.0.lock().unwrap();
     assert!(

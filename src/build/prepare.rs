@@ -1,25 +1,30 @@
 //! Deciding a package, before a byte of it is written: the assets' analysis (cached by
-//! their hashes), the tree of every installed file with its mode, md5 and source, the
-//! rendered files, scripts and control file, the data tar's parts and blocks, the keys of
+//! their hashes), the tree of every installed file with its mode, hashes and source, the
+//! rendered files, the SBOM, scripts and control file, the data tar's parts and blocks, the keys of
 //! what the build cache may hold for it, and then what of it the cache already holds: the
 //! package, or which blocks of the data member. `--dry-run` shows the first half.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::arch::DebArch;
-use crate::artifact::Artifact;
+use crate::artifact::{Artifact, GITHUB};
 use crate::cache::{Blob, BuildCache};
 use crate::context::{control_paragraph, TemplateContext};
 use crate::deb::compress::{gzip_bytes, Compression};
 use crate::deb::data::{BlockRef, DataLayout, PartKind};
+use crate::deb::read::parse_paragraph;
 use crate::deb::{ControlFiles, DebWriter};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::fetch::Fetcher;
-use crate::hash::{self, sha256_file, Sha256, Sha256Hasher};
+use crate::hash::{self, Hashes, Sha256, Sha256Hasher};
 use crate::layout::{FhsTree, FileNode, Node, Source};
 use crate::listener::{Event, Listener};
 use crate::render::{rfc2822, Renderer};
+use crate::sbom::{self, FileType, Generated, SbomInput, SBOM_PATH};
 use crate::stack::{ComponentKind, Stack};
+use crate::upload::{self, ChangelogEntry};
 
 use super::analysis::{analyse, Analysis};
 use super::staging::Staging;
@@ -34,6 +39,8 @@ struct Rendered {
     when: When,
     /// Stored gzipped (without a timestamp), under `path`.
     gzip: bool,
+    /// What the SBOM calls it.
+    file_type: FileType,
 }
 
 /// When a rendered file is shipped.
@@ -46,55 +53,64 @@ enum When {
     KernelPrerequisites,
 }
 
-/// Every rendered file of the data tree. The maintainer scripts and control files are
+/// Every rendered file of the data tree. The SBOM ([`SBOM_PATH`]) is added after these,
+/// since it lists them. The maintainer scripts and control files are
 /// [`MAINTAINER_SCRIPTS`] and [`CONTROL_EXTRAS`]; an empty lintian-overrides is left out.
 const RENDERED: &[Rendered] = &[
     Rendered {
         template: "containerd.service",
         path: "usr/lib/systemd/system/containerd.service",
         when: When::Always,
+        file_type: FileType::Text,
         gzip: false,
     },
     Rendered {
         template: "crictl.yaml",
         path: "etc/crictl.yaml",
         when: When::With(ComponentKind::Crictl),
+        file_type: FileType::Text,
         gzip: false,
     },
     Rendered {
         template: "10-containerd-net.conflist",
         path: "etc/cni/net.d/10-containerd-net.conflist",
         when: When::With(ComponentKind::CniPlugins),
+        file_type: FileType::Text,
         gzip: false,
     },
     Rendered {
         template: "copyright",
         path: "usr/share/doc/{package}/copyright",
         when: When::Always,
+        file_type: FileType::Documentation,
         gzip: false,
     },
     Rendered {
         template: "changelog",
         path: "usr/share/doc/{package}/changelog.Debian.gz",
         when: When::Always,
+        file_type: FileType::Documentation,
         gzip: true,
     },
     Rendered {
         template: "modules-load.conf",
         path: "usr/lib/modules-load.d/{package}.conf",
         when: When::KernelPrerequisites,
+        file_type: FileType::Text,
         gzip: false,
     },
     Rendered {
         template: "sysctl.conf",
         path: "usr/lib/sysctl.d/99-{package}.conf",
         when: When::KernelPrerequisites,
+        file_type: FileType::Text,
         gzip: false,
     },
     Rendered {
         template: "lintian-overrides",
         path: "usr/share/lintian/overrides/{package}",
         when: When::Always,
+        file_type: FileType::Text,
         gzip: false,
     },
 ];
@@ -126,6 +142,13 @@ pub(crate) struct Inputs {
     pub(crate) staging: Staging,
     /// The compressed control member: small, and part of the package's key.
     pub(crate) control_member: Vec<u8>,
+    /// The changelog's entry, and what the upload's `.changes` and `.buildinfo` say of
+    /// the package.
+    pub(crate) changelog: ChangelogEntry,
+    pub(crate) binary: upload::Binary,
+    /// The SBOM's file name beside the package, and its bytes (also shipped in the tree).
+    pub(crate) sbom_file_name: String,
+    pub(crate) sbom: Vec<u8>,
     /// The build cache's key of the finished package.
     pub(crate) package_key: String,
     /// For each part of [`PreparedPackage::data`] made of staged files, the key of the
@@ -137,7 +160,7 @@ pub(crate) struct Inputs {
 /// What the build cache already holds of a prepared package.
 pub(crate) enum Reusable {
     /// The package in `--out` is the one these inputs make, proven by its hash.
-    Package(Sha256),
+    Package(Hashes),
     /// The data member's frames in tar order, each found in the cache or to be compressed;
     /// the staged files the latter need are in place.
     Frames(Vec<PlannedFrame>),
@@ -207,6 +230,8 @@ pub(crate) fn prepare(
             mode: 0o755,
             size: p.size,
             md5: p.md5.clone(),
+            sha1: p.sha1.clone(),
+            sha256: p.sha256.clone(),
             source: Source::Staged {
                 path: staging.path().join(&p.staged),
                 origin: p.origin.clone(),
@@ -223,6 +248,8 @@ pub(crate) fn prepare(
         date: rfc2822(mtime),
         ..ctx.clone()
     };
+    let mut generated = BTreeMap::new();
+    let mut changelog = None;
     for r in RENDERED {
         let shipped_here = match r.when {
             When::Always => true,
@@ -236,13 +263,44 @@ pub(crate) fn prepare(
         if r.template == "lintian-overrides" && text.trim().is_empty() {
             continue;
         }
+        if r.template == "changelog" {
+            changelog = Some(changelog_entry(stack, renderer, &text)?);
+        }
         let bytes = match r.gzip {
             true => gzip_bytes(text.as_bytes()),
             false => text.into_bytes(),
         };
         let path = r.path.replace("{package}", &stack.package.name);
         tree.add_inline(&path, 0o644, bytes)?;
+        generated.insert(
+            path,
+            Generated {
+                template: r.template,
+                file_type: r.file_type,
+            },
+        );
     }
+    let base_name = format!(
+        "{}_{}_{}",
+        stack.package.name,
+        stack.deb_version().replace(':', "%3a"),
+        arch
+    );
+    let file_name = format!("{base_name}.deb");
+    let sbom_path = SBOM_PATH.replace("{package}", &stack.package.name);
+    let sbom = sbom::document(&SbomInput {
+        package: &stack.package.name,
+        version: &stack.deb_version(),
+        arch,
+        maintainer: &stack.package.maintainer,
+        deb_file_name: &file_name,
+        mtime,
+        artifacts: &artifacts,
+        tree: &tree,
+        generated: &generated,
+        path: &sbom_path,
+    });
+    tree.add_inline(&sbom_path, 0o644, sbom.clone())?;
 
     let mut scripts = Vec::new();
     for name in MAINTAINER_SCRIPTS {
@@ -264,12 +322,23 @@ pub(crate) fn prepare(
     };
     let control = control_paragraph(&renderer.render("control", &ctx)?);
 
-    let file_name = format!(
-        "{}_{}_{}.deb",
-        stack.package.name,
-        stack.deb_version().replace(':', "%3a"),
-        arch
-    );
+    let fields = parse_paragraph(&control);
+    let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
+    let binary = upload::Binary {
+        arch,
+        file_name: file_name.clone(),
+        section: field("Section"),
+        priority: field("Priority"),
+        summary: field("Description")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        upstream: artifacts
+            .iter()
+            .map(|a| (format!("{GITHUB}{}", a.path), a.sha256.to_string()))
+            .collect(),
+    };
     let writer = deb_writer(opts, mtime, 1);
     let control_member = writer.write_control(
         &ControlFiles {
@@ -321,10 +390,32 @@ pub(crate) fn prepare(
             artifacts,
             staging,
             control_member,
+            changelog: changelog.expect("the changelog is always rendered"),
+            binary,
+            sbom_file_name: format!("{base_name}.spdx.json"),
+            sbom,
             package_key,
             part_keys,
         },
     })
+}
+
+/// The changelog's first entry, which must be this package's: the `.changes` takes its
+/// distribution, urgency and text from it, as dpkg-genchanges does.
+fn changelog_entry(stack: &Stack, renderer: &Renderer, text: &str) -> Result<ChangelogEntry> {
+    let bad = |message: String| Error::Template {
+        template: renderer.shown("changelog"),
+        message,
+    };
+    let entry = ChangelogEntry::parse(text).map_err(bad)?;
+    let version = stack.deb_version();
+    if entry.package != stack.package.name || entry.version != version {
+        return Err(bad(format!(
+            "the entry is for {} ({}), but the package is {} ({version})",
+            entry.package, entry.version, stack.package.name
+        )));
+    }
+    Ok(entry)
 }
 
 /// What of `prepared` the cache holds. When some blocks must be compressed, the assets
@@ -340,10 +431,10 @@ pub(crate) fn reusable(
     let out = opts.out_dir.join(&prepared.file_name);
     if let Some(recorded) = cache.record::<String>("packages", &inputs.package_key) {
         if out.exists() {
-            let sha256 = sha256_file(&out)?;
-            if sha256.as_str() == recorded {
+            let hashes = Hashes::of_file(&out)?;
+            if hashes.sha256.as_str() == recorded {
                 listener.event(Event::Step(format!("{} is up to date", prepared.file_name)));
-                return Ok(Reusable::Package(sha256));
+                return Ok(Reusable::Package(hashes));
             }
         }
     }

@@ -1,9 +1,14 @@
 //! Writing a prepared package: compressing the frames of the data member the cache does not
 //! hold — for xz and gzip one per block, on a pool of threads, each with a one-threaded
 //! encoder — each stored in the cache as soon as it is done; then the ar archive, streamed
-//! from the cached frames into `--out`, whole or not at all. Nothing is decided here.
+//! from the cached frames, and the SBOM beside it; and once every architecture is written,
+//! the upload's `.buildinfo` and `.changes`. Each file is written whole but nameless and
+//! named only when the whole build has succeeded, so `--out` never holds a partial file and
+//! a failed build leaves nothing new there. Nothing is decided here.
 
 use std::fs;
+use std::io::Seek;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -13,14 +18,49 @@ use crate::deb::data::{BlockRef, DataLayout};
 use crate::deb::{DataMember, Piece};
 use crate::error::{Error, IoContext, Result};
 use crate::fetch::Fetcher;
-use crate::hash::{sha256_file, Sha256};
+use crate::hash::{Hashes, Sha256};
 use crate::listener::{Event, Listener, Stage};
+use crate::sign::Signer;
+use crate::stack::Stack;
+use crate::upload::{self, Binary, ChangelogEntry, Upload};
 
 use super::prepare::{
     block_sha256, block_shown, deb_writer, frame_key, frame_kind, PartRecord, PlannedFrame,
     PreparedPackage, Reusable,
 };
-use super::{BuildOptions, BuiltDeb, Reuse};
+use super::{BuildOptions, Built, BuiltDeb, Reuse};
+
+/// A file written whole, still without its name.
+pub(crate) struct Pending {
+    file: AtomicFile,
+    dest: PathBuf,
+}
+
+impl Pending {
+    /// `bytes` to become `dir/name`; nothing when that file already holds them, so that a
+    /// rebuild with nothing changed touches nothing.
+    fn unless_there(dir: &Path, name: &str, bytes: &[u8]) -> Result<Option<Pending>> {
+        use std::io::Write;
+        let dest = dir.join(name);
+        if fs::read(&dest).is_ok_and(|there| there == bytes) {
+            return Ok(None);
+        }
+        let mut file = AtomicFile::new_in(dir, 0o644)?;
+        file.file().write_all(bytes).at(&dest)?;
+        Ok(Some(Pending { file, dest }))
+    }
+}
+
+/// One architecture's package, written but not yet named.
+pub(crate) struct Written {
+    deb: BuiltDeb,
+    /// What the `.changes` and `.buildinfo` say of it, with its hashes.
+    binary: (Binary, Hashes),
+    changelog: ChangelogEntry,
+    mtime: u64,
+    /// The package (unless `--out` already holds it) and its SBOM.
+    pending: Vec<Pending>,
+}
 
 pub(crate) fn write_package(
     prepared: PreparedPackage,
@@ -29,7 +69,7 @@ pub(crate) fn write_package(
     threads: u32,
     fetcher: &Fetcher,
     listener: &dyn Listener,
-) -> Result<BuiltDeb> {
+) -> Result<Written> {
     let PreparedPackage {
         arch,
         file_name,
@@ -44,16 +84,31 @@ pub(crate) fn write_package(
     let cache = BuildCache::new(fetcher.cache_dir());
     let writer = deb_writer(opts, mtime, threads);
     let planned = match reusable {
-        Reusable::Package(sha256) => {
-            return Ok(BuiltDeb {
-                arch,
-                size: fs::metadata(&final_path).at(&final_path)?.len(),
-                sha256,
-                path: final_path,
-                tree,
-                reuse: Reuse::Package,
-                compressed: 0,
-            })
+        Reusable::Package(hashes) => {
+            let mut pending = Vec::new();
+            pending.extend(Pending::unless_there(
+                &opts.out_dir,
+                &inputs.sbom_file_name,
+                &inputs.sbom,
+            )?);
+            return Ok(Written {
+                deb: BuiltDeb {
+                    arch,
+                    size: hashes.size,
+                    sha256: hashes.sha256.clone(),
+                    md5: hashes.md5.clone(),
+                    sha1: hashes.sha1.clone(),
+                    sbom: opts.out_dir.join(&inputs.sbom_file_name),
+                    path: final_path,
+                    tree,
+                    reuse: Reuse::Package,
+                    compressed: 0,
+                },
+                binary: (inputs.binary, hashes),
+                changelog: inputs.changelog,
+                mtime,
+                pending,
+            });
         }
         Reusable::Frames(planned) => planned,
     };
@@ -118,8 +173,8 @@ pub(crate) fn write_package(
         source: e,
     })?;
 
-    // Nameless in `out` until complete, then linked into place: `out` never holds a
-    // partial package, whatever fails or is killed.
+    // Nameless in `out` until the whole build is done, then linked into place: `out`
+    // never holds a partial package, whatever fails or is killed.
     let mut out = AtomicFile::new_in(&opts.out_dir, 0o644)?;
     writer.assemble(
         &inputs.control_member,
@@ -128,17 +183,97 @@ pub(crate) fn write_package(
         std::io::BufWriter::new(out.file()),
         &final_path,
     )?;
-    out.persist(&final_path)?;
-    let sha256 = sha256_file(&final_path)?;
-    cache.store_record("packages", &inputs.package_key, &sha256.to_string())?;
-    Ok(BuiltDeb {
-        arch,
-        size: fs::metadata(&final_path).at(&final_path)?.len(),
-        sha256,
-        path: final_path,
-        tree,
-        reuse,
-        compressed,
+    out.file().rewind().at(&final_path)?;
+    let hashes = Hashes::of_reader(&mut *out.file()).at(&final_path)?;
+    // Recorded before the package is named: a record whose package never reaches `--out`
+    // is harmless, since reuse needs the file there to have this hash.
+    cache.store_record("packages", &inputs.package_key, &hashes.sha256.to_string())?;
+    let mut pending = vec![Pending {
+        file: out,
+        dest: final_path.clone(),
+    }];
+    pending.extend(Pending::unless_there(
+        &opts.out_dir,
+        &inputs.sbom_file_name,
+        &inputs.sbom,
+    )?);
+    Ok(Written {
+        deb: BuiltDeb {
+            arch,
+            path: final_path,
+            size: hashes.size,
+            sha256: hashes.sha256.clone(),
+            md5: hashes.md5.clone(),
+            sha1: hashes.sha1.clone(),
+            sbom: opts.out_dir.join(&inputs.sbom_file_name),
+            tree,
+            reuse,
+            compressed,
+        },
+        binary: (inputs.binary, hashes),
+        changelog: inputs.changelog,
+        mtime,
+        pending,
+    })
+}
+
+/// Writes the upload's `.buildinfo` and `.changes` over every package of `written` (in
+/// architecture order), then names every file of the build: the packages and their SBOMs
+/// first, the `.changes` that lists them last.
+pub(crate) fn finish(stack: &Stack, opts: &BuildOptions, written: Vec<Written>) -> Result<Built> {
+    let binaries: Vec<(Binary, Hashes)> = written.iter().map(|w| w.binary.clone()).collect();
+    let arches: Vec<_> = binaries.iter().map(|(b, _)| b.arch).collect();
+    let version = stack.deb_version();
+    let base = upload::base_name(&stack.package.name, &version, &arches);
+    let mtime = written.iter().map(|w| w.mtime).max().unwrap_or(0);
+    let upload = Upload {
+        package: &stack.package.name,
+        version: &version,
+        maintainer: &stack.package.maintainer,
+        binaries: &binaries,
+        // Every architecture renders the same entry, but for the optional components one
+        // of them leaves out: the first one's speaks for the upload.
+        changelog: &written[0].changelog,
+        mtime,
+        source_date_epoch: opts.source_date_epoch,
+        build_arch: upload::build_architecture(),
+    };
+    let sign = |text: String| -> Result<String> {
+        match &opts.signer {
+            Some(s) => Signer::clearsign(&[s.as_ref()], &text, mtime),
+            None => Ok(text),
+        }
+    };
+    let buildinfo_name = format!("{base}.buildinfo");
+    let buildinfo = sign(upload.buildinfo())?;
+    let buildinfo_hashes = Hashes::of_reader(buildinfo.as_bytes()).at(&buildinfo_name)?;
+    let changes_name = format!("{base}.changes");
+    let changes = sign(upload.changes((&buildinfo_name, &buildinfo_hashes)))?;
+
+    let mut pending = Vec::new();
+    let mut debs = Vec::new();
+    for w in written {
+        pending.extend(w.pending);
+        debs.push(w.deb);
+    }
+    let out = &opts.out_dir;
+    pending.extend(Pending::unless_there(
+        out,
+        &buildinfo_name,
+        buildinfo.as_bytes(),
+    )?);
+    pending.extend(Pending::unless_there(
+        out,
+        &changes_name,
+        changes.as_bytes(),
+    )?);
+    for p in pending {
+        p.file.persist(&p.dest)?;
+    }
+    Ok(Built {
+        debs,
+        buildinfo: out.join(buildinfo_name),
+        changes: out.join(changes_name),
     })
 }
 

@@ -418,10 +418,13 @@ mod tests {
     ) -> FileNode {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
+        let h = crate::hash::Hashes::of_reader(bytes).unwrap();
         FileNode {
             mode: 0o755,
-            size: bytes.len() as u64,
-            md5: crate::hash::md5_hex(bytes),
+            size: h.size,
+            md5: h.md5,
+            sha1: h.sha1,
+            sha256: h.sha256,
             source: Source::Staged {
                 path,
                 origin: format!("asset:{name}"),
