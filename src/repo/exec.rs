@@ -10,10 +10,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::atomic::{sync_filesystem, AtomicFile};
 use crate::error::{Error, IoContext, Result};
+use crate::hash::Sha256Hasher;
 use crate::listener::{Event, Listener, Stage};
 
 use super::plan::{Plan, Step};
@@ -121,7 +120,7 @@ fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
             let path = root.join(to);
             let mut f = AtomicFile::new_in(&make_dirs(&path)?, 0o644)?;
             let mut src = File::open(from).at(from)?;
-            let mut hasher = Sha256::new();
+            let mut hasher = Sha256Hasher::default();
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = src.read(&mut buf).at(from)?;
@@ -131,7 +130,7 @@ fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
                 hasher.update(&buf[..n]);
                 f.file().write_all(&buf[..n]).at(&path)?;
             }
-            let got = hex::encode(hasher.finalize());
+            let got = hasher.finish().to_string();
             if got != *sha256 {
                 return Err(Error::Repo {
                     path: from.clone(),

@@ -25,10 +25,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha512};
 
 use crate::deb::compress::Compression;
 use crate::error::{Error, IoContext, Result};
+use crate::hash::{sha256_hex, sha512_hex};
 use crate::render::rfc2822;
 use crate::sign::{public_keyring, Signer};
 
@@ -524,7 +524,7 @@ fn render_indexes(
         out.kept.insert((component.clone(), arch.clone()), kept);
         let dir = format!("{component}/binary-{arch}");
         let names = ["Packages", "Packages.gz", "Packages.xz"].map(|n| format!("{dir}/{n}"));
-        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let sha256 = sha256_hex(text.as_bytes());
         let listed: Option<Vec<IndexFile>> = names.iter().map(|n| live_file(n).cloned()).collect();
         let unchanged = listed.filter(|fs| {
             fs[0].sha256 == sha256
@@ -543,8 +543,8 @@ fn render_indexes(
             let file = IndexFile {
                 path: name.clone(),
                 size: bytes.len() as u64,
-                sha256: hex::encode(Sha256::digest(&bytes)),
-                sha512: Some(hex::encode(Sha512::digest(&bytes))),
+                sha256: sha256_hex(&bytes),
+                sha512: Some(sha512_hex(&bytes)),
             };
             for path in by_hash_paths(&suite_dir, &file) {
                 if !current.by_hash_files.contains(&path) {
@@ -825,7 +825,7 @@ fn debconf_records(
                 return None;
             }
         };
-        let key = hex::encode(Sha256::digest(reduced.as_bytes()));
+        let key = sha256_hex(reduced.as_bytes());
         templates.entry(key.clone()).or_insert(reduced);
         Some(key)
     };
@@ -1055,7 +1055,7 @@ mod tests {
             templates: None,
             size: 10,
             md5: "0".repeat(32),
-            sha256: hex::encode(Sha256::digest(format!("{version}{arch}"))),
+            sha256: sha256_hex(format!("{version}{arch}").as_bytes()),
         }
     }
 
