@@ -19,6 +19,13 @@
 //! Up to step 5 the live InRelease is the old one, and every file it names is still there
 //! (apt fetches indexes by hash, and old by-hash copies are only deleted in step 8); from
 //! step 5 on it is the new one, and everything it names was written before it.
+//!
+//! The steps are flushed to disk in phases ([`Flush`]), each phase before the next begins:
+//! steps 1 to 4 (a client file whose bytes did not change is not written at all);
+//! `Release` and `Release.gpg`; `InRelease` alone; the record alone; the page and the
+//! deletions. One flush of the filesystem (`syncfs`) ends a phase, and InRelease and the
+//! record are each flushed on their own, so a publish flushes the same five times whether
+//! it writes twenty files or a thousand.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -172,6 +179,9 @@ pub struct Current {
     pub by_hash_files: BTreeSet<String>,
     /// `URIs:` of the `.sources` file the last publish wrote.
     pub url: Option<String>,
+    /// The client files at the root (`containerd-stack.gpg`, `.asc`, `.sources`) as they
+    /// are, by name: one whose next bytes are the same is not written again.
+    pub client_files: BTreeMap<String, Vec<u8>>,
     /// The other suites with a live Release, by name.
     pub others: BTreeMap<String, OtherSuite>,
     /// Templates read from pool files whose suite's record has none (published before
@@ -214,11 +224,29 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// When a step's file reaches the disk. Steps are carried out in phases: the files of a
+/// phase are named without a flush, and one flush of the filesystem ends the phase before
+/// the next phase's first step, so the order that matters (see the module's documentation)
+/// holds after a crash, at one flush per phase instead of two per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// With the rest of its phase.
+    WithPhase,
+    /// Last of its phase: everything written so far is flushed before the next step.
+    EndOfPhase,
+    /// A phase of its own, flushed after whatever came before it: its bytes, then its
+    /// name. For a file that must be the old one or the new one after a crash on any
+    /// filesystem (InRelease, the switch; the record, which the next publish reads).
+    Alone,
+}
+
 /// The next generation of the repository.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// In the order they must be carried out.
     pub steps: Vec<Step>,
+    /// When each step's file is flushed, one for each of `steps`.
+    pub flush: Vec<Flush>,
     pub release: Release,
     /// Pool paths of packages added to an index.
     pub added: Vec<String>,
@@ -255,7 +283,7 @@ pub fn plan(
     let client = client_files(current, opts, signers, &release)?;
     let (state, warnings) = next_state(current, &merged.new, &indexes.kept, &release, opts);
     let page = index_page(current, signers, &client, &release, &indexes.kept, &state);
-    let steps = order_steps(Steps {
+    let (steps, flush) = order_steps(Steps {
         current,
         suite_dir: &suite_dir,
         pool: pool_steps,
@@ -269,6 +297,7 @@ pub fn plan(
     });
     Ok(Plan {
         steps,
+        flush,
         release,
         added,
         already: merged.already,
@@ -905,59 +934,84 @@ struct Steps<'a> {
 }
 
 /// The order the module's documentation explains: everything a Release names before it,
-/// InRelease as the switch, deletions last.
-fn order_steps(s: Steps) -> Vec<Step> {
-    let write = |to: String, bytes: Vec<u8>| Step::Write { to, bytes };
+/// InRelease as the switch, deletions last; and the phases each ends. A client file whose
+/// bytes did not change is not written again.
+fn order_steps(s: Steps) -> (Vec<Step>, Vec<Flush>) {
     let suite_dir = s.suite_dir;
     let state_file = suite_dir
         .strip_prefix("dists/")
         .map(state_path)
         .expect("a suite directory");
-    let mut steps = s.pool;
-    steps.extend(s.indexes);
-    steps.push(write(
-        format!("{CLIENT_NAME}.gpg"),
-        s.client.keyring.clone(),
-    ));
-    steps.push(write(
-        format!("{CLIENT_NAME}.asc"),
-        s.client.keyring_armored.clone().into_bytes(),
-    ));
-    steps.push(write(
-        format!("{CLIENT_NAME}.sources"),
-        s.client.sources.clone().into_bytes(),
-    ));
-    steps.push(write(
-        format!("{suite_dir}/Release"),
-        s.signed.release.into_bytes(),
-    ));
-    steps.push(write(
-        format!("{suite_dir}/Release.gpg"),
-        s.signed.release_gpg.into_bytes(),
-    ));
-    steps.push(write(
-        format!("{suite_dir}/InRelease"),
-        s.signed.in_release.into_bytes(),
-    ));
-    steps.push(write(
-        state_file,
-        serde_json::to_vec_pretty(s.state).expect("plain data serialises"),
-    ));
-    steps.push(write(PAGE.to_owned(), s.page));
+    let write = |to: String, bytes: Vec<u8>, flush: Flush| (Step::Write { to, bytes }, flush);
+    // Phase 1: the pool, the indexes and the client files.
+    let mut first: Vec<Step> = s.pool;
+    first.extend(s.indexes);
+    for (name, bytes) in [
+        (format!("{CLIENT_NAME}.gpg"), s.client.keyring.clone()),
+        (
+            format!("{CLIENT_NAME}.asc"),
+            s.client.keyring_armored.clone().into_bytes(),
+        ),
+        (
+            format!("{CLIENT_NAME}.sources"),
+            s.client.sources.clone().into_bytes(),
+        ),
+    ] {
+        if s.current.client_files.get(&name) != Some(&bytes) {
+            first.push(Step::Write { to: name, bytes });
+        }
+    }
+    let n = first.len();
+    let mut steps: Vec<(Step, Flush)> = first
+        .into_iter()
+        .enumerate()
+        .map(|(i, step)| match i + 1 == n {
+            true => (step, Flush::EndOfPhase),
+            false => (step, Flush::WithPhase),
+        })
+        .collect();
+    // Phase 2: Release and Release.gpg; then InRelease, then the record.
+    steps.extend([
+        write(
+            format!("{suite_dir}/Release"),
+            s.signed.release.into_bytes(),
+            Flush::WithPhase,
+        ),
+        write(
+            format!("{suite_dir}/Release.gpg"),
+            s.signed.release_gpg.into_bytes(),
+            Flush::EndOfPhase,
+        ),
+        write(
+            format!("{suite_dir}/InRelease"),
+            s.signed.in_release.into_bytes(),
+            Flush::Alone,
+        ),
+        write(
+            state_file,
+            serde_json::to_vec_pretty(s.state).expect("plain data serialises"),
+            Flush::Alone,
+        ),
+        // The last phase: the page and the deletions.
+        write(PAGE.to_owned(), s.page, Flush::WithPhase),
+    ]);
     let referenced: BTreeSet<&String> = s.kept.values().flatten().map(|e| &e.filename).collect();
     for path in s.live_pool {
         if !referenced.contains(path) && !s.current.elsewhere.contains_key(path) {
-            steps.push(Step::Remove { path: path.clone() });
+            steps.push((Step::Remove { path: path.clone() }, Flush::WithPhase));
         }
     }
     let kept_by_hash: BTreeSet<&String> =
         s.state.generations.iter().flat_map(|g| &g.files).collect();
     for path in &s.current.by_hash_files {
         if !kept_by_hash.contains(path) {
-            steps.push(Step::Remove { path: path.clone() });
+            steps.push((Step::Remove { path: path.clone() }, Flush::WithPhase));
         }
     }
-    steps
+    if let Some(last) = steps.last_mut() {
+        last.1 = Flush::EndOfPhase;
+    }
+    steps.into_iter().unzip()
 }
 
 /// Where the suites' records live, relative to the root.

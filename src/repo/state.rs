@@ -66,9 +66,14 @@ pub fn read_current(root: &Path, suite: &str) -> Result<Current> {
     current.templates_read = read_missing_templates(root, &current)?;
     current.by_hash_files = list_by_hash(root, suite)?;
 
-    let sources = root.join(format!("{CLIENT_NAME}.sources"));
-    if let Some(bytes) = read_optional(&sources)? {
-        current.url = deb822::parse(&String::from_utf8_lossy(&bytes))
+    for ext in ["gpg", "asc", "sources"] {
+        let name = format!("{CLIENT_NAME}.{ext}");
+        if let Some(bytes) = read_optional(&root.join(&name))? {
+            current.client_files.insert(name, bytes);
+        }
+    }
+    if let Some(bytes) = current.client_files.get(&format!("{CLIENT_NAME}.sources")) {
+        current.url = deb822::parse(&String::from_utf8_lossy(bytes))
             .ok()
             .and_then(|ps| {
                 ps.first()?
