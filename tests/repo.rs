@@ -1197,7 +1197,11 @@ fn publishing_one_package_at_a_time_ends_with_the_files_a_cold_publish_of_them_w
         .iter()
         .flat_map(|f| repo::plan::by_hash_paths("dists/stable", f))
         .collect();
-    assert_eq!(live.len(), 12, "SHA256 and SHA512 of 3 files for 2 architectures");
+    assert_eq!(
+        live.len(),
+        12,
+        "SHA256 and SHA512 of 3 files for 2 architectures"
+    );
     let compared = |root: &Path| -> Vec<(String, Vec<u8>)> {
         snapshot(root)
             .into_iter()
@@ -1220,7 +1224,10 @@ fn publishing_one_package_at_a_time_ends_with_the_files_a_cold_publish_of_them_w
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
     assert_eq!(names(&a), names(&b));
     for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "{name} differs from a cold publish of the same packages");
+        assert!(
+            x == y,
+            "{name} differs from a cold publish of the same packages"
+        );
     }
     // And the dates the page shows are each file's own publish.
     let page = read(one_by_one.join("index.html"));

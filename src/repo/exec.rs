@@ -65,39 +65,39 @@ pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> 
         name: NAME.into(),
     });
     let mut unsynced = false;
-    let result = plan
-        .steps
-        .iter()
-        .zip(&plan.flush)
-        .enumerate()
-        .try_for_each(|(i, (step, flush))| {
-            listener.event(Event::Step(step.to_string()));
-            match flush {
-                Flush::Alone => {
-                    if unsynced {
+    let result =
+        plan.steps
+            .iter()
+            .zip(&plan.flush)
+            .enumerate()
+            .try_for_each(|(i, (step, flush))| {
+                listener.event(Event::Step(step.to_string()));
+                match flush {
+                    Flush::Alone => {
+                        if unsynced {
+                            sync_filesystem(root)?;
+                            unsynced = false;
+                        }
+                        apply_with(root, step, true)?;
+                    }
+                    Flush::WithPhase => {
+                        apply_with(root, step, false)?;
+                        unsynced = true;
+                    }
+                    Flush::EndOfPhase => {
+                        apply_with(root, step, false)?;
                         sync_filesystem(root)?;
                         unsynced = false;
                     }
-                    apply_with(root, step, true)?;
                 }
-                Flush::WithPhase => {
-                    apply_with(root, step, false)?;
-                    unsynced = true;
-                }
-                Flush::EndOfPhase => {
-                    apply_with(root, step, false)?;
-                    sync_filesystem(root)?;
-                    unsynced = false;
-                }
-            }
-            listener.event(Event::Progress {
-                stage: Stage::Publish,
-                name: NAME.into(),
-                done: i as u64 + 1,
-                total,
+                listener.event(Event::Progress {
+                    stage: Stage::Publish,
+                    name: NAME.into(),
+                    done: i as u64 + 1,
+                    total,
+                });
+                Ok(())
             });
-            Ok(())
-        });
     let result = result.and_then(|()| match unsynced {
         true => sync_filesystem(root),
         false => Ok(()),

@@ -1326,6 +1326,66 @@ mod tests {
     }
 
     #[test]
+    fn each_phase_ends_in_a_flush_and_unchanged_client_files_are_not_written_again() {
+        let s = signer();
+        let first = plan(
+            &Current::default(),
+            &[deb("1.0-1", "amd64")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(first.flush.len(), first.steps.len());
+        let flush = |p: &Plan, name: &str| {
+            let i = paths(p).iter().position(|x| x == name).unwrap();
+            p.flush[i]
+        };
+        // Everything the Release names is flushed before it, the Release before InRelease.
+        assert_eq!(flush(&first, "containerd-stack.sources"), Flush::EndOfPhase);
+        assert_eq!(flush(&first, "dists/stable/Release"), Flush::WithPhase);
+        assert_eq!(flush(&first, "dists/stable/Release.gpg"), Flush::EndOfPhase);
+        assert_eq!(flush(&first, "dists/stable/InRelease"), Flush::Alone);
+        assert_eq!(flush(&first, ".state/stable.json"), Flush::Alone);
+        assert_eq!(first.flush.last(), Some(&Flush::EndOfPhase));
+        let before_release = paths(&first)
+            .iter()
+            .position(|x| x == "dists/stable/Release")
+            .unwrap();
+        assert!(first.flush[..before_release - 1]
+            .iter()
+            .all(|f| *f == Flush::WithPhase));
+
+        let mut current = after(&first);
+        for step in &first.steps {
+            if let Step::Write { to, bytes } = step {
+                if to.starts_with(CLIENT_NAME) {
+                    current.client_files.insert(to.clone(), bytes.clone());
+                }
+            }
+        }
+        assert_eq!(current.client_files.len(), 3);
+        let next = plan(&current, &[deb("1.0-2", "amd64")], &[&s], &opts()).unwrap();
+        assert!(
+            paths(&next).iter().all(|p| !p.starts_with(CLIENT_NAME)),
+            "{:?}",
+            paths(&next)
+        );
+        // The Packages.xz before the Release ends the first phase now.
+        assert_eq!(
+            flush(&next, "dists/stable/main/binary-amd64/Packages.xz"),
+            Flush::EndOfPhase
+        );
+        let mut moved = opts();
+        moved.url = Some("https://apt.example.org/".into());
+        let next = plan(&current, &[], &[&s], &moved).unwrap();
+        let written: Vec<String> = paths(&next)
+            .into_iter()
+            .filter(|p| p.starts_with(CLIENT_NAME))
+            .collect();
+        assert_eq!(written, ["containerd-stack.sources"]);
+    }
+
+    #[test]
     fn architecture_all_packages_are_indexed_for_every_architecture() {
         let s = signer();
         let first = plan(

@@ -18,7 +18,8 @@ use clap::Parser;
 /// the SBOM tests); for the VM stage, qemu boots the guest, e2fsprogs makes its disks and
 /// reads them back (mkfs.ext4 -d, debugfs), the archive keyring checks the other Debian
 /// suites it reads, and python3 parses the CRI client; chromium loads the repository's
-/// index page.
+/// index page. `cargo xtask bench` (run by hand) also publishes with reprepro, aptly and
+/// apt-utils' apt-ftparchive, side by side with `repo publish`.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -43,6 +44,7 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "chromium",
     "reprepro",
     "aptly",
+    "apt-utils",
 ];
 
 #[derive(Parser)]
