@@ -566,8 +566,13 @@ fn render_indexes(
             continue;
         }
         let shown = current.root.join(format!("{suite_dir}/{}", names[0]));
-        let gz = gzip(text.as_bytes(), &shown)?;
-        let xz = xz(text.as_bytes(), &shown)?;
+        // Side by side: most of what adding one package to a large index costs.
+        let (gz, xz) = std::thread::scope(|scope| {
+            let gz = scope.spawn(|| gzip(text.as_bytes(), &shown));
+            let xz = xz(text.as_bytes(), &shown);
+            (gz.join().expect("the gzip thread panicked"), xz)
+        });
+        let (gz, xz) = (gz?, xz?);
         for (name, bytes) in names.iter().zip([text.into_bytes(), gz, xz]) {
             let file = IndexFile {
                 path: name.clone(),

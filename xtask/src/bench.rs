@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the speed and memory goals, measured side by side with the anchors
-//! (dpkg-deb, xz, apt-ftparchive, or our own cold build) on the same machine in one run, as
-//! medians and ratios: every row has an anchor measured in the same run, so a busy machine
-//! slows both sides alike. The results go to stdout, `target/bench/bench.json` and
+//! (dpkg-deb, xz, reprepro, aptly, apt-ftparchive, or our own cold build) on the same
+//! machine in one run, as medians and ratios: every row has an anchor measured in the same
+//! run, so a busy machine slows both sides alike. The results go to stdout, `target/bench/bench.json` and
 //! `target/bench/bench.svg` (each row's ratio against its goal). Timing is shown here,
 //! never asserted in tests.
 
