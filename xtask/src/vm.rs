@@ -30,9 +30,9 @@ use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
 use crate::archive::Archive;
-use crate::repo_root;
 use crate::process::{self, check, require_tool, Printer};
 use crate::realbin::{self, RealRelease, Source};
+use crate::repo_root;
 use crate::rootfs::{Rootfs, Suite};
 
 use self::judge::{Dump, Expect, Outcome, Records, Setting};

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::repo_root;
 use crate::process::{self, last_lines, text};
+use crate::repo_root;
 use crate::rootfs::Rootfs;
 
 /// The label the guest's fstab mounts the job disk by, at [`JOB_MOUNT`].
