@@ -26,8 +26,8 @@ use crate::rootfs::Suite;
 /// The suite each architecture's programs come from. Debian 13 has containerd 1.7 on all
 /// five and Debian unstable 2.1, and the programs run with a sysroot of their own suite.
 /// Unstable for amd64: the VM stage packages the same release, so it is downloaded once.
-/// Unstable for ppc64el and s390x: Debian 13's libc6 for those two (2.41-12+deb13u5) was
-/// listed but could not be downloaded from the archive when they were pinned.
+/// Unstable for ppc64el and s390x as well: containerd 2.x, the line stack.toml pins, then
+/// runs on three architectures, the big-endian one among them, and 1.7 on two.
 pub const MATRIX: [Source; 5] = [
     Source {
         suite: Suite::Sid,
@@ -486,9 +486,20 @@ fn run_programs(
     stack: &Stack,
     release: &RealRelease,
 ) -> Result<((), String)> {
+    let arch = release.arch;
     let containerd = release.component(ComponentKind::Containerd);
     let runc = release.component(ComponentKind::Runc);
     let cni = release.component(ComponentKind::CniPlugins);
+    // What each program must print is read from the generated stack.toml, not from the
+    // Debian package it came from: the pin is what the package claims to ship.
+    let pinned = |kind: ComponentKind| -> Result<&str> {
+        stack
+            .component(kind)
+            .map(|c| c.version.as_str())
+            .with_context(|| format!("the generated stack.toml for {arch} pins no {kind:?}"))
+    };
+    let containerd_pin = pinned(ComponentKind::Containerd)?;
+    let runc_pin = pinned(ComponentKind::Runc)?;
     let cni_dir = stack.settings.cni_bin_dir.trim_start_matches('/');
     let mut said = Vec::new();
     let mut run = |path: &str, args: &[&str], env: &[(&str, &str)]| -> Result<Output> {
@@ -524,7 +535,13 @@ fn run_programs(
 
     for (name, path) in [("containerd", "usr/bin/containerd"), ("ctr", "usr/bin/ctr")] {
         let out = run(path, &["--version"], &[])?;
-        version_line(&String::from_utf8_lossy(&out.stdout), name, containerd)?;
+        version_line(
+            &String::from_utf8_lossy(&out.stdout),
+            name,
+            containerd_pin,
+            containerd,
+        )
+        .with_context(|| format!("{arch}: /{path} under {}", emulator.name()))?;
     }
 
     let out = run("usr/sbin/runc", &["--version"], &[])?;
@@ -532,6 +549,17 @@ fn run_programs(
     let libseccomp = sysroot
         .package("libseccomp2")
         .context("the sysroot has no libseccomp2")?;
+    // `runc version 1.3.6+ds1`: its upstream part is the pin.
+    let printed_version = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("runc version "))
+        .unwrap_or_default();
+    ensure!(
+        upstream_version(printed_version).is_ok_and(|v| v == runc_pin),
+        "{arch}: /usr/sbin/runc --version under {}: expected `runc version {runc_pin}…` (stack.toml's pin), found {:?}",
+        emulator.name(),
+        printed.lines().next().unwrap_or_default()
+    );
     for want in [
         format!("runc version {}", without_revision(&runc.debian_version)),
         // Debian's build records its own full version as the commit.
@@ -541,7 +569,7 @@ fn run_programs(
     ] {
         ensure!(
             printed.lines().any(|l| l == want),
-            "runc --version under {}: expected the line {want:?}, found {:?}",
+            "{arch}: /usr/sbin/runc --version under {}: expected the line {want:?}, found {:?}",
             emulator.name(),
             printed.lines().collect::<Vec<_>>()
         );
@@ -551,7 +579,7 @@ fn run_programs(
     let out = run(&plugin, &[], &[("CNI_COMMAND", "VERSION")])?;
     let answer: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
-            "CNI_COMMAND=VERSION {plugin}: expected a JSON answer, found {:?}",
+            "{arch}: CNI_COMMAND=VERSION /{plugin}: expected a JSON answer, found {:?}",
             String::from_utf8_lossy(&out.stdout)
         )
     })?;
@@ -565,7 +593,7 @@ fn run_programs(
             .as_str()
             .is_some_and(|v| supported.contains(&v))
             && supported.contains(&conflist.as_str()),
-        "CNI_COMMAND=VERSION {plugin}: expected a cniVersion among supportedVersions, which must include the shipped conflist's {conflist}; found {answer}"
+        "{arch}: CNI_COMMAND=VERSION /{plugin}: expected a cniVersion among supportedVersions, which must include the shipped conflist's {conflist}; found {answer}"
     );
     // With no command a plugin names itself and its version on stderr. Debian's builds
     // leave the plugins' build version at its default; upstream's release stamps `v<version>`.
@@ -574,7 +602,7 @@ fn run_programs(
     let want = format!("CNI {CNI_PLUGIN} plugin {}", DEBIAN_CNI_BUILD_VERSION);
     ensure!(
         about.lines().next() == Some(want.as_str()),
-        "{plugin} with no CNI_COMMAND: expected {want:?}, found {:?} (the {} {} package)",
+        "{arch}: /{plugin} with no CNI_COMMAND: expected {want:?}, found {:?} (the {} {} package)",
         about.lines().next().unwrap_or_default(),
         cni.package,
         cni.debian_version
@@ -588,18 +616,22 @@ const DEBIAN_CNI_BUILD_VERSION: &str = "version unknown";
 
 /// `containerd --version` (or ctr's) names the program, containerd's Go module for its major
 /// version, and a version whose upstream part is the pinned one.
-fn version_line(printed: &str, program: &str, containerd: &RealComponent) -> Result<()> {
+fn version_line(
+    printed: &str,
+    program: &str,
+    pinned: &str,
+    containerd: &RealComponent,
+) -> Result<()> {
     let line = printed.lines().next().unwrap_or_default();
     let fields: Vec<&str> = line.split_whitespace().collect();
-    let module = containerd_module(&containerd.version);
+    let module = containerd_module(pinned);
     let ok = fields.len() >= 3
         && fields[0] == program
         && fields[1] == module
-        && upstream_version(fields[2]).is_ok_and(|v| v == containerd.version);
+        && upstream_version(fields[2]).is_ok_and(|v| v == pinned);
     ensure!(
         ok,
-        "{program} --version: expected `{program} {module} {}…` (Debian's {} {}), found {line:?}",
-        containerd.version,
+        "{program} --version: expected `{program} {module} {pinned}…` (stack.toml's pin; Debian's {} {}), found {line:?}",
         containerd.package,
         containerd.debian_version
     );
@@ -736,6 +768,7 @@ Version needs section '.gnu.version_r' contains 1 entry:
         version_line(
             "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6+deb13u1\n",
             "containerd",
+            "1.7.24",
             &c1,
         )
         .unwrap();
@@ -743,9 +776,23 @@ Version needs section '.gnu.version_r' contains 1 entry:
         version_line(
             "ctr github.com/containerd/containerd/v2 2.1.9+unknown\n",
             "ctr",
+            "2.1.9",
             &c2,
         )
         .unwrap();
+        // The right program at another version than stack.toml pins.
+        let err = version_line(
+            "containerd github.com/containerd/containerd 1.7.24~ds1 1.7.24~ds1-6+deb13u1\n",
+            "containerd",
+            "1.7.25",
+            &c1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("1.7.25") && err.contains("1.7.24~ds1"),
+            "{err}"
+        );
         // Another version, another module, another program, nothing at all.
         for (printed, program) in [
             (
@@ -759,8 +806,14 @@ Version needs section '.gnu.version_r' contains 1 entry:
             ),
             ("", "ctr"),
         ] {
-            let c = if printed.contains("1.7") { &c1 } else { &c2 };
-            let err = version_line(printed, program, c).unwrap_err().to_string();
+            let (pin, c) = if printed.contains("1.7") {
+                ("1.7.24", &c1)
+            } else {
+                ("2.1.9", &c2)
+            };
+            let err = version_line(printed, program, pin, c)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.starts_with(&format!("{program} --version: expected")),
                 "{err}"
