@@ -607,7 +607,13 @@ fn run_programs(
         cni.package,
         cni.debian_version
     );
-    Ok(((), said.join(" | ")))
+    Ok((
+        (),
+        format!(
+            "{} (stack.toml pins containerd {containerd_pin}, runc {runc_pin})",
+            said.join(" | ")
+        ),
+    ))
 }
 
 /// What the CNI plugins of Debian's containernetworking-plugins call their version: its
