@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, ensure, Context, Result};
 use containerd_stack::DebArch;
 
-use crate::repo_root;
 use crate::process::{describe, last_lines, stdout, text};
+use crate::repo_root;
 use crate::rootfs::Suite;
 
 /// The keyring Debian's archive is signed with (package debian-archive-keyring); it also
