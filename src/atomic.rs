@@ -97,8 +97,12 @@ impl AtomicFile {
                 let proc = CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
                     .expect("no NUL");
                 // linkat cannot replace a file: link under a hidden name, then rename over.
+                // The name is this call's own: two threads may store the same cache entry
+                // (identical frames of two architectures' packages) at once.
+                static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let hidden = self.dir.join(format!(
-                    ".{}.{}.new",
+                    ".{}.{}.{call}.new",
                     dest.file_name()
                         .map(|n| n.to_string_lossy())
                         .unwrap_or_default(),
@@ -171,6 +175,25 @@ mod tests {
             &std::fs::metadata(&dest).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o644);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn threads_storing_one_name_at_once_all_succeed() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let dest = dir.path().join("frame");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let mut f = AtomicFile::new_in(dir.path(), 0o644).unwrap();
+                        f.file().write_all(b"same bytes").unwrap();
+                        f.persist_unsynced(&dest).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(std::fs::read(&dest).unwrap(), b"same bytes");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

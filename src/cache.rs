@@ -1,9 +1,12 @@
-//! The build cache under `<cache>/builds/`: small JSON records and compressed data members,
-//! each named by a key that hashes every input it depends on. Nothing is trusted on sight:
-//! a record that does not parse is ignored, a blob whose sha256 differs from the one recorded
-//! with it is deleted and rebuilt.
+//! The build cache under `<cache>/builds/`: small JSON records (the assets' analysis, the
+//! hashes of a part's blocks, the hash of each finished package) and compressed blocks of
+//! data members, each named by a key that hashes every input it depends on. Nothing is
+//! trusted on sight: a record that does not parse is ignored, a blob whose sha256 differs
+//! from the one recorded with it is deleted and rebuilt, and a blob is handed out open, so
+//! what is read later is the file that was checked.
 
 use std::fs::{self, File};
+use std::io::{Seek, Write};
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
@@ -11,16 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::AtomicFile;
 use crate::error::{IoContext, Result};
-use crate::hash::sha256_file;
-use crate::stack::Sha256;
+use crate::hash::{Hashes, Sha256};
 
 pub struct BuildCache {
     root: PathBuf,
 }
 
-/// A blob found in the cache, verified.
+/// A blob found in the cache, verified, open at its start.
 pub struct Blob {
-    pub path: PathBuf,
+    pub file: File,
     pub size: u64,
 }
 
@@ -64,65 +66,66 @@ impl BuildCache {
         let Some(rec) = self.record::<BlobRecord>(kind, key) else {
             return Ok(None);
         };
-        if !path.exists() {
+        let Ok(mut file) = File::open(&path) else {
             return Ok(None);
-        }
-        if sha256_file(&path)?.as_str() != rec.sha256 {
+        };
+        let found = Hashes::of_reader(&mut file).at(&path)?;
+        if found.sha256.as_str() != rec.sha256 || found.size != rec.size {
             // Corrupted on disk: drop it so it is rebuilt.
             let _ = fs::remove_file(&path);
             let _ = fs::remove_file(self.path(kind, key, ".json"));
             return Ok(None);
         }
+        file.rewind().at(&path)?;
         Ok(Some(Blob {
-            path,
+            file,
             size: rec.size,
         }))
     }
 
-    /// A nameless file in the blob directory `kind`, to be written and then stored with
-    /// [`BuildCache::store_blob`].
-    pub fn new_blob(&self, kind: &str) -> Result<AtomicFile> {
+    /// Stores `bytes` as the blob `key` of `kind`, whole or not at all, and returns it.
+    pub fn store_blob(&self, kind: &str, key: &str, bytes: &[u8]) -> Result<Blob> {
         let dir = self.root.join(kind);
         fs::create_dir_all(&dir).at(&dir)?;
-        AtomicFile::new_in(&dir, 0o644)
-    }
-
-    /// Names a written blob `key` and records its hash; returns it open for reading.
-    pub fn store_blob(
-        &self,
-        kind: &str,
-        key: &str,
-        file: AtomicFile,
-        size: u64,
-    ) -> Result<(File, Blob)> {
         let path = self.path(kind, key, "");
-        file.persist(&path)?;
-        let sha256: Sha256 = sha256_file(&path)?;
+        let mut tmp = AtomicFile::new_in(&dir, 0o644)?;
+        tmp.file().write_all(bytes).at(&path)?;
+        // The file just written, whatever a concurrent build puts under its name later.
+        let mut file = tmp.file().try_clone().at(&path)?;
+        tmp.persist(&path)?;
+        file.rewind().at(&path)?;
         self.store_record(
             kind,
             key,
             &BlobRecord {
-                sha256: sha256.to_string(),
-                size,
+                sha256: Sha256::of(bytes).to_string(),
+                size: bytes.len() as u64,
             },
         )?;
-        Ok((File::open(&path).at(&path)?, Blob { path, size }))
+        Ok(Blob {
+            file,
+            size: bytes.len() as u64,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::Read;
 
     #[test]
     fn a_corrupt_blob_is_not_returned_and_is_removed() {
         let dir = tempfile::TempDir::new().unwrap();
         let cache = BuildCache::new(dir.path());
-        let mut f = cache.new_blob("data").unwrap();
-        f.file().write_all(b"compressed member").unwrap();
-        cache.store_blob("data", "k1", f, 17).unwrap();
-        assert_eq!(cache.blob("data", "k1").unwrap().unwrap().size, 17);
+        cache
+            .store_blob("data", "k1", b"compressed member")
+            .unwrap();
+        let mut found = cache.blob("data", "k1").unwrap().unwrap();
+        assert_eq!(found.size, 17);
+        let mut back = Vec::new();
+        found.file.read_to_end(&mut back).unwrap();
+        assert_eq!(back, b"compressed member", "handed out at its start");
         fs::write(dir.path().join("builds/data/k1"), b"compressed membeR").unwrap();
         assert!(cache.blob("data", "k1").unwrap().is_none());
         assert!(!dir.path().join("builds/data/k1").exists());

@@ -1,15 +1,16 @@
 //! The one table of the four upstream components: where each one's release asset lives and
 //! how it is packed, which of its files are taken and where they are installed, how
-//! upstream publishes its checksum, and what Debian packages it stands in for. Every other
-//! module reads this table instead of matching on the component. Pure data.
+//! upstream publishes its checksum, what Debian packages it stands in for, and who supplies
+//! it under which license (what the copyright file and the SBOM say). Every other module
+//! reads this table instead of matching on the component. Pure data.
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The four upstream projects a stack is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(into = "&'static str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum ComponentKind {
     Containerd,
     Runc,
@@ -85,6 +86,18 @@ pub struct Spec {
     /// Packages it provides at the component's version, so that what depends on them
     /// (kubelet on kubernetes-cni, kubeadm on cri-tools) installs beside it.
     pub provides: &'static [&'static str],
+    /// Who publishes the release (the SBOM's supplier organisation).
+    pub supplier: &'static str,
+    /// The copyright holder, as the copyright file names it.
+    pub copyright: &'static str,
+    /// The SPDX license identifier of the release; the copyright template carries the text
+    /// of each license used here.
+    pub license: &'static str,
+    pub homepage: &'static str,
+    /// The Go module the programs are built from, without Go's `/vN` suffix of major
+    /// versions from 2 on: vulnerability scanners match an SBOM's `pkg:golang/…` package URL
+    /// against their advisories.
+    pub go_module: &'static str,
 }
 
 /// containerd-stress is a load generator, not part of a node's runtime.
@@ -109,6 +122,11 @@ pub const COMPONENTS: [Spec; 4] = [
         // Docker's own build.
         conflicts: &["containerd", "containerd.io"],
         provides: &["containerd"],
+        supplier: "containerd project",
+        copyright: "The containerd Authors",
+        license: "Apache-2.0",
+        homepage: "https://containerd.io",
+        go_module: "github.com/containerd/containerd",
     },
     Spec {
         kind: ComponentKind::Runc,
@@ -127,6 +145,11 @@ pub const COMPONENTS: [Spec; 4] = [
         },
         conflicts: &["runc"],
         provides: &["runc"],
+        supplier: "Open Container Initiative",
+        copyright: "The runc Authors",
+        license: "Apache-2.0",
+        homepage: "https://github.com/opencontainers/runc",
+        go_module: "github.com/opencontainers/runc",
     },
     Spec {
         kind: ComponentKind::CniPlugins,
@@ -140,6 +163,11 @@ pub const COMPONENTS: [Spec; 4] = [
         sums: Sums::Beside { suffix: ".sha256" },
         conflicts: &["kubernetes-cni"],
         provides: &["kubernetes-cni"],
+        supplier: "CNI project",
+        copyright: "The CNI Authors",
+        license: "Apache-2.0",
+        homepage: "https://www.cni.dev",
+        go_module: "github.com/containernetworking/plugins",
     },
     Spec {
         kind: ComponentKind::Crictl,
@@ -154,6 +182,11 @@ pub const COMPONENTS: [Spec; 4] = [
         sums: Sums::Beside { suffix: ".sha256" },
         conflicts: &["cri-tools"],
         provides: &["cri-tools"],
+        supplier: "Kubernetes SIG Node",
+        copyright: "The Kubernetes Authors",
+        license: "Apache-2.0",
+        homepage: "https://github.com/kubernetes-sigs/cri-tools",
+        go_module: "sigs.k8s.io/cri-tools",
     },
 ];
 
@@ -201,6 +234,25 @@ impl Spec {
         format!("{}/releases/download/v{version}/{file}", self.repo)
     }
 
+    /// The release's page.
+    pub fn release_page(&self, version: &str) -> String {
+        format!("https://github.com/{}/releases/tag/v{version}", self.repo)
+    }
+
+    /// The package URL (purl) of the Go module at `version`; from major version 2 on, Go's
+    /// module path ends in `/vN`.
+    pub fn purl(&self, version: &str) -> String {
+        let major: u64 = version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        match major {
+            0 | 1 => format!("pkg:golang/{}@v{version}", self.go_module),
+            n => format!("pkg:golang/{}/v{n}@v{version}", self.go_module),
+        }
+    }
+
     /// Where a program named `name` is installed, relative to `/`.
     pub fn install_path(&self, name: &str, cni_bin_dir: &str) -> String {
         let dir = match self.install {
@@ -214,6 +266,14 @@ impl Spec {
 impl From<ComponentKind> for &'static str {
     fn from(k: ComponentKind) -> Self {
         k.key()
+    }
+}
+
+impl TryFrom<String> for ComponentKind {
+    type Error = String;
+
+    fn try_from(key: String) -> Result<ComponentKind, String> {
+        ComponentKind::from_key(&key).ok_or_else(|| format!("unknown component {key:?}"))
     }
 }
 
@@ -235,6 +295,40 @@ mod tests {
             assert_eq!(ComponentKind::from_key(k.key()), Some(k));
         }
         assert_eq!(ComponentKind::from_key("buildkit"), None);
+    }
+
+    #[test]
+    fn the_copyright_template_has_the_text_of_every_license() {
+        let template = include_str!("../debian-templates/copyright.hbs");
+        for spec in &COMPONENTS {
+            let paragraph = format!("\n\nLicense: {}\n ", spec.license);
+            assert!(
+                template.contains(&paragraph),
+                "{}: {}",
+                spec.key,
+                spec.license
+            );
+        }
+    }
+
+    #[test]
+    fn package_urls_name_the_go_module_and_tag() {
+        assert_eq!(
+            ComponentKind::Containerd.spec().purl("2.3.4"),
+            "pkg:golang/github.com/containerd/containerd/v2@v2.3.4"
+        );
+        assert_eq!(
+            ComponentKind::Containerd.spec().purl("1.7.24"),
+            "pkg:golang/github.com/containerd/containerd@v1.7.24"
+        );
+        assert_eq!(
+            ComponentKind::Runc.spec().purl("1.4.3"),
+            "pkg:golang/github.com/opencontainers/runc@v1.4.3"
+        );
+        assert_eq!(
+            ComponentKind::Crictl.spec().release_page("1.36.0"),
+            "https://github.com/kubernetes-sigs/cri-tools/releases/tag/v1.36.0"
+        );
     }
 
     #[test]

@@ -38,9 +38,15 @@ pub(crate) fn control_paragraph(rendered: &str) -> String {
     out
 }
 
+/// A shipped component, with what the component table says of it.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct ComponentCtx {
     version: String,
+    copyright: &'static str,
+    license: &'static str,
+    homepage: &'static str,
+    repository: String,
+    release_page: String,
 }
 
 /// What the templates see. Every field is always present (strict mode); optional
@@ -68,6 +74,7 @@ pub(crate) struct TemplateContext {
     pub(crate) static_programs: Vec<String>,
     pub(crate) unowned_dirs: String,
     pub(crate) date: String,
+    pub(crate) distribution: String,
     pub(crate) systemd_cgroup: bool,
     pub(crate) sandbox_image: String,
     /// Whether the modules-load.d and sysctl.d files are shipped.
@@ -87,8 +94,14 @@ impl TemplateContext {
     ) -> Result<TemplateContext> {
         let version_of = |k: ComponentKind| {
             let c = stack.component(k)?;
+            let spec = k.spec();
             shipped.contains(&k).then(|| ComponentCtx {
                 version: c.version.clone(),
+                copyright: spec.copyright,
+                license: spec.license,
+                homepage: spec.homepage,
+                repository: format!("https://github.com/{}", spec.repo),
+                release_page: spec.release_page(&c.version),
             })
         };
         let containerd = version_of(ComponentKind::Containerd).expect("required");
@@ -151,6 +164,7 @@ impl TemplateContext {
             static_programs,
             unowned_dirs: tree.unowned_parents().join(" "),
             date: String::new(),
+            distribution: stack.package.distribution.clone(),
             systemd_cgroup: stack.settings.systemd_cgroup,
             kernel_prerequisites: stack.settings.kernel_prerequisites,
             registry_mirrors: stack.settings.registry_mirrors_line(),

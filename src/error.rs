@@ -91,6 +91,15 @@ pub enum Error {
     #[error("{}: {}", .path.display(), one_line(.message))]
     Repo { path: PathBuf, message: String },
 
+    /// A file of a published repository (a path or a URL) that apt would refuse, or that is
+    /// not what its Release or its index says: what `repo verify` reports.
+    #[error("{}: {}", one_line(.file), one_line(.message))]
+    RepoCheck { file: String, message: String },
+
+    /// No suite to verify was named, and none can be found.
+    #[error("{}: {}", one_line(.repo), one_line(.message))]
+    NoSuite { repo: String, message: String },
+
     /// A publish would change a Release field that clients hold on to.
     #[error("{}: {field} is {old:?} but would become {new:?}: changing it stops every client's apt-get update until it is run with --allow-releaseinfo-change", .path.display())]
     ReleaseInfoChange {

@@ -1,7 +1,8 @@
 //! Downloads release assets into a content-addressed cache. The only module that touches
 //! the network. A download streams into a temporary file while it is hashed; only a file
 //! whose sha256 matches the pin is renamed into the cache, so the cache never holds an
-//! unverified byte.
+//! unverified byte. [`Remote`] reads the files of a deployed apt repository for
+//! `repo verify`, which checks every byte against the repository's signed Release.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -286,6 +287,91 @@ impl Fetcher {
 
     fn cached_path(&self, sha256: &Sha256) -> PathBuf {
         self.opts.cache_dir.join("sha256").join(sha256.as_str())
+    }
+}
+
+/// Files under a base URL, read the way apt reads a deployed repository: a file the server
+/// says is not there (404, 410) is an answer, not an error. Nothing is cached or trusted:
+/// the caller checks every byte against a signed Release.
+pub struct Remote {
+    /// Ends with `/`.
+    base: String,
+    client: reqwest::blocking::Client,
+    limits: Limits,
+}
+
+/// The body of a file a [`Remote`] answered with.
+pub struct RemoteBody {
+    url: String,
+    response: reqwest::blocking::Response,
+}
+
+impl Read for RemoteBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.response.read(buf).map_err(|e| {
+            let cause = std::error::Error::source(&e)
+                .map(|s| format!("{e}: {s}"))
+                .unwrap_or_else(|| e.to_string());
+            io::Error::new(e.kind(), format!("reading {} failed: {cause}", self.url))
+        })
+    }
+}
+
+impl Remote {
+    pub fn new(base: &str) -> Result<Remote> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::invalid(
+                "repository URL",
+                base,
+                "expected an http:// or https:// URL",
+            ));
+        }
+        let base = match base.ends_with('/') {
+            true => base.to_owned(),
+            false => format!("{base}/"),
+        };
+        let limits = Limits::default();
+        Ok(Remote {
+            client: http_client(&limits)?,
+            base,
+            limits,
+        })
+    }
+
+    /// The URL of `path`, relative to the base.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// The body of `path`, `None` when the server says there is no such file. Network and
+    /// server errors are tried again, as for a download.
+    pub fn open(&self, path: &str) -> Result<Option<RemoteBody>> {
+        let url = self.url(path);
+        let fail = |message: String| Error::Fetch {
+            url: url.clone(),
+            message,
+        };
+        let mut last = None;
+        for attempt in 0..self.limits.attempts.max(1) {
+            if attempt > 0 {
+                std::thread::sleep(self.limits.backoff * (1 << (attempt - 1)));
+            }
+            match self.client.get(&url).send() {
+                Ok(response) if response.status().is_success() => {
+                    return Ok(Some(RemoteBody {
+                        url: url.clone(),
+                        response,
+                    }))
+                }
+                Ok(response) if matches!(response.status().as_u16(), 404 | 410) => return Ok(None),
+                Ok(response) if response.status().is_server_error() || response.status() == 429 => {
+                    last = Some(fail(format!("HTTP {}", response.status())))
+                }
+                Ok(response) => return Err(fail(format!("HTTP {}", response.status()))),
+                Err(e) => last = Some(fail(describe_reqwest(&e))),
+            }
+        }
+        Err(last.expect("at least one attempt ran"))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The hashes the pipeline takes, in one place: sha256 pins and cache entries, the md5s
-//! dpkg's `md5sums` lists, the sha256/md5 of a repository's packages, and the keys of the
-//! build cache. Files are always read in pieces, never held whole.
+//! dpkg's `md5sums` lists, the sha1 and sha256 an SPDX document gives every file, the
+//! md5/sha1/sha256 of the packages a `.changes` lists and a repository indexes, and the keys
+//! of the build cache. Files are always read in pieces, never held whole.
 
 use std::fmt;
 use std::fs::File;
@@ -8,14 +9,23 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use md5::Md5;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::error::{IoContext, Result};
 
 /// A lowercase hex SHA-256 digest.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct Sha256(String);
+
+impl TryFrom<String> for Sha256 {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Sha256, String> {
+        Sha256::parse(&s).ok_or_else(|| format!("{s:?} is not a lowercase hex sha256"))
+    }
+}
 
 impl Sha256 {
     pub fn parse(s: &str) -> Option<Sha256> {
@@ -55,6 +65,11 @@ pub fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
 }
 
+/// The hex sha1 of `bytes`.
+pub fn sha1_hex(bytes: &[u8]) -> String {
+    hex::encode(sha1::Sha1::digest(bytes))
+}
+
 /// The hex sha512 of `bytes`.
 pub fn sha512_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha512::digest(bytes))
@@ -70,11 +85,12 @@ pub fn key(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The size, md5 and sha256 of a stream, taken in one pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The size, md5, sha1 and sha256 of a stream, taken in one pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hashes {
     pub size: u64,
     pub md5: String,
+    pub sha1: String,
     pub sha256: Sha256,
 }
 
@@ -91,11 +107,26 @@ impl Hashes {
     }
 }
 
+/// A sha256 taken in pieces, for bytes whose md5 nobody needs (blocks of the data tar).
+#[derive(Default)]
+pub struct Sha256Hasher(sha2::Sha256);
+
+impl Sha256Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Sha256 {
+        Sha256(hex::encode(self.0.finalize()))
+    }
+}
+
 /// Hashes what is written to it; [`Hasher::finish`] gives the [`Hashes`].
 #[derive(Default)]
 pub struct Hasher {
     size: u64,
     md5: Md5,
+    sha1: sha1::Sha1,
     sha256: sha2::Sha256,
 }
 
@@ -103,6 +134,7 @@ impl Hasher {
     pub fn update(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         self.md5.update(bytes);
+        self.sha1.update(bytes);
         self.sha256.update(bytes);
     }
 
@@ -110,6 +142,7 @@ impl Hasher {
         Hashes {
             size: self.size,
             md5: hex::encode(self.md5.finalize()),
+            sha1: hex::encode(self.sha1.finalize()),
             sha256: Sha256(hex::encode(self.sha256.finalize())),
         }
     }
@@ -135,6 +168,8 @@ mod tests {
         let h = Hashes::of_reader(&b"abc"[..]).unwrap();
         assert_eq!(h.size, 3);
         assert_eq!(h.md5, "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(h.sha1, "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(sha1_hex(b"abc"), h.sha1);
         assert_eq!(
             h.sha256.as_str(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

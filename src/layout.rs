@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::component::ComponentKind;
 use crate::elf::Linkage;
 use crate::error::{Error, Result};
+use crate::hash::{Hashes, Sha256};
 
 /// Top-level directories that exist on every Debian system but that no package owns.
 /// Shipping an entry for one would make this package its only dpkg owner, and purging it
@@ -22,6 +24,8 @@ pub enum Source {
     Staged {
         #[serde(skip)]
         path: PathBuf,
+        /// Whose asset it is: its files are compressed apart from the others'.
+        component: ComponentKind,
         origin: String,
     },
     /// Rendered or generated content.
@@ -43,6 +47,8 @@ pub struct FileNode {
     pub mode: u32,
     pub size: u64,
     pub md5: String,
+    pub sha1: String,
+    pub sha256: Sha256,
     pub source: Source,
     /// What the ELF check found, for programs.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,10 +104,18 @@ impl FhsTree {
     }
 
     pub fn add_inline(&mut self, path: &str, mode: u32, bytes: Vec<u8>) -> Result<()> {
+        let Hashes {
+            size,
+            md5,
+            sha1,
+            sha256,
+        } = Hashes::of_reader(&bytes[..]).expect("reading memory cannot fail");
         let node = FileNode {
             mode,
-            size: bytes.len() as u64,
-            md5: crate::hash::md5_hex(&bytes),
+            size,
+            md5,
+            sha1,
+            sha256,
             source: Source::Inline(bytes),
             elf: None,
         };

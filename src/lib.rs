@@ -20,12 +20,14 @@ pub mod listener;
 pub mod lock;
 pub mod render;
 pub mod repo;
+pub mod sbom;
 pub mod sign;
 pub mod stack;
 pub mod unpack;
+pub mod upload;
 pub mod verify;
 
 pub use arch::DebArch;
-pub use build::{build, BuildOptions, BuiltDeb};
+pub use build::{build, build_upload, BuildOptions, Built, BuiltDeb};
 pub use error::{Error, Result};
 pub use stack::Stack;

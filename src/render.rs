@@ -144,10 +144,7 @@ impl Renderer {
 
     pub fn render(&self, name: &str, ctx: &impl Serialize) -> Result<String> {
         self.hb.render(name, ctx).map_err(|e| Error::Template {
-            template: match self.sources.get(name) {
-                Some((origin, _)) => shown(name, origin),
-                None => format!("{name}.hbs"),
-            },
+            template: self.shown(name),
             message: one_line(&e.to_string()),
         })
     }
@@ -159,6 +156,14 @@ impl Renderer {
     /// Where the template `name` came from.
     pub fn origin(&self, name: &str) -> Option<&Origin> {
         self.sources.get(name).map(|(o, _)| o)
+    }
+
+    /// How errors name the template `name`: its file, or its built-in name.
+    pub fn shown(&self, name: &str) -> String {
+        match self.sources.get(name) {
+            Some((origin, _)) => shown(name, origin),
+            None => format!("{name}.hbs"),
+        }
     }
 
     /// A hash of the text of every template in use, for build caches keyed by their inputs.
@@ -205,8 +210,20 @@ pub fn rfc2822(epoch: u64) -> String {
     )
 }
 
+/// RFC 3339 UTC time (`2026-12-27T08:33:14Z`), as SPDX's `created`, from Unix time.
+pub fn rfc3339(epoch: u64) -> String {
+    let secs = epoch % 86_400;
+    let (y, m, d) = civil_from_days((epoch / 86_400) as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -228,6 +245,9 @@ mod tests {
         assert_eq!(rfc2822(0), "Thu, 01 Jan 1970 00:00:00 +0000");
         assert_eq!(rfc2822(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
         assert_eq!(rfc2822(1_798_360_394), "Sun, 27 Dec 2026 08:33:14 +0000");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_798_360_394), "2026-12-27T08:33:14Z");
     }
 
     #[test]

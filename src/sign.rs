@@ -253,6 +253,18 @@ impl Signer {
         self.key.to_public_key()
     }
 
+    /// The primary user ID (`Name <email>`), as the key's holder chose it.
+    pub fn user_id(&self) -> Option<String> {
+        let user = self.key.details.users.first()?;
+        Some(String::from_utf8_lossy(user.id.id()).into_owned())
+    }
+
+    /// When the key was made, Unix seconds: of two keys in a rotation, the newer one is the
+    /// one being moved to.
+    pub fn created(&self) -> u64 {
+        u64::from(self.key.primary_key.created_at().as_secs())
+    }
+
     fn config(&self, typ: SignatureType, time: u64) -> Result<SignatureConfig> {
         // gpg refuses a signature older than its key ("Time conflict"): a package dated by
         // SOURCE_DATE_EPOCH before the key existed is signed at the key's creation instead,
@@ -440,26 +452,43 @@ pub fn verify_detached(
     keyring: &Keyring,
     what: &str,
 ) -> Result<String> {
-    let sig = if signature.starts_with(b"-----BEGIN") {
-        DetachedSignature::from_armor_single(signature).map(|(s, _)| s)
+    let not_one = || Error::pgp(format!("{what}: not an OpenPGP signature"));
+    // While a key is being rotated one block holds a signature by each key, and any one of
+    // them by a key of the keyring is enough, as for apt.
+    let sigs = if signature.starts_with(b"-----BEGIN") {
+        DetachedSignature::from_armor_many(signature)
+            .map_err(not_one())?
+            .0
+            .collect::<std::result::Result<Vec<_>, _>>()
     } else {
-        DetachedSignature::from_bytes(signature)
+        DetachedSignature::from_bytes_many(signature)
+            .map_err(not_one())?
+            .collect::<std::result::Result<Vec<_>, _>>()
     }
-    .map_err(Error::pgp(format!("{what}: not an OpenPGP signature")))?;
+    .map_err(not_one())?;
+    if sigs.is_empty() {
+        return Err(Error::Signature {
+            what: what.to_owned(),
+            message: "holds no signature".into(),
+        });
+    }
     let mut bytes = Vec::new();
     let mut data = data;
     data.read_to_end(&mut bytes).map_err(|source| Error::Io {
         path: what.into(),
         source,
     })?;
-    for key in &keyring.keys {
-        if sig.verify(&key.primary_key, &bytes).is_ok() {
-            return Ok(hex::encode_upper(key.fingerprint().as_bytes()));
-        }
-        for sub in &key.public_subkeys {
-            if sub.verify_bindings(&key.primary_key).is_ok() && sig.verify(&sub.key, &bytes).is_ok()
-            {
+    for sig in &sigs {
+        for key in &keyring.keys {
+            if sig.verify(&key.primary_key, &bytes).is_ok() {
                 return Ok(hex::encode_upper(key.fingerprint().as_bytes()));
+            }
+            for sub in &key.public_subkeys {
+                if sub.verify_bindings(&key.primary_key).is_ok()
+                    && sig.verify(&sub.key, &bytes).is_ok()
+                {
+                    return Ok(hex::encode_upper(key.fingerprint().as_bytes()));
+                }
             }
         }
     }
@@ -522,8 +551,22 @@ mod tests {
             1_700_000_000,
         )
         .unwrap();
-        let other = Keyring::parse(other.public_armored.as_bytes(), "other.asc").unwrap();
-        assert!(verify_detached(&a, &b"hello"[..], &other, "sig").is_err());
+        let other_keyring = Keyring::parse(other.public_armored.as_bytes(), "other.asc").unwrap();
+        assert!(verify_detached(&a, &b"hello"[..], &other_keyring, "sig").is_err());
+
+        // A Release.gpg made while rotating: the second signature is the one that counts.
+        let o = Signer::load(other.secret_armored.as_bytes(), None, Path::new("o"), 0).unwrap();
+        let both = Signer::detached_armored_many(&[&s, &o], b"hello", 1_750_000_000).unwrap();
+        assert_eq!(
+            verify_detached(
+                both.as_bytes(),
+                &b"hello"[..],
+                &other_keyring,
+                "Release.gpg"
+            )
+            .unwrap(),
+            other.fingerprint
+        );
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct PackageMeta {
     /// `[package] templates`: a directory of templates used in place of the built-in ones,
     /// resolved against the manifest's own directory.
     pub templates: Option<PathBuf>,
+    /// `[package] distribution`: the suite the changelog entry and the `.changes` name
+    /// (`stable` unless set).
+    pub distribution: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +190,7 @@ struct RawPackage {
     revision: String,
     maintainer: String,
     templates: Option<PathBuf>,
+    distribution: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -257,6 +261,16 @@ impl RawStack {
                 format!(
                     "{:?} is not of the form \"Full Name <address@domain>\"",
                     p.maintainer
+                ),
+            ));
+        }
+
+        let distribution = p.distribution.unwrap_or_else(|| "stable".into());
+        if !is_distribution(&distribution) {
+            return Err(bad(
+                "package.distribution",
+                format!(
+                    "{distribution:?} is not a suite or codename (letters, digits, '.', '+', '-')"
                 ),
             ));
         }
@@ -365,6 +379,7 @@ impl RawStack {
                     let base = origin.parent().unwrap_or(Path::new(""));
                     base.join(t)
                 }),
+                distribution,
             },
             components,
             settings: Settings {
@@ -395,6 +410,14 @@ fn is_package_name(s: &str) -> bool {
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}
+
+/// A suite or codename as a changelog entry and a `.changes` carry it (`stable`,
+/// `bookworm-backports`, `UNRELEASED`).
+pub fn is_distribution(s: &str) -> bool {
+    s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
 }
 
 fn is_maintainer(s: &str) -> bool {
@@ -497,6 +520,14 @@ cni_bin_dir = "/opt/cni//bin/"
     }
 
     #[test]
+    fn the_built_in_stack_pins_three_architectures() {
+        assert_eq!(
+            Stack::default_stack().pinned_arches(),
+            [DebArch::Amd64, DebArch::Arm64, DebArch::Ppc64el]
+        );
+    }
+
+    #[test]
     fn prerelease_versions_sort_before_the_release() {
         let s = parse(&GOOD.replace("\"2.3.4\"", "\"2.4.0-rc.1\"")).unwrap();
         assert_eq!(s.deb_version(), "2.4.0~rc.1-1");
@@ -535,6 +566,11 @@ cni_bin_dir = "/opt/cni//bin/"
                 "components.runc.sha256.ppc64le: architecture \"ppc64le\": expected one of",
             ),
             ("revision = \"1\"", "revision = \"1-2\"", "package.revision"),
+            (
+                "revision = \"1\"",
+                "revision = \"1\"\ndistribution = \"stable; urgency=high\"",
+                "package.distribution",
+            ),
             (
                 "name = \"containerd-stack\"",
                 "name = \"Containerd\"",

@@ -12,16 +12,18 @@ use containerd_stack::{build, BuildOptions, BuiltDeb, DebArch, Stack};
 use tempfile::TempDir;
 use testkit::{upstream, FakeRelease, Mirror};
 
-const ALL: &[ComponentKind] = &ComponentKind::ALL;
+pub(crate) const ALL: &[ComponentKind] = &ComponentKind::ALL;
 
-struct Fixture {
-    dir: TempDir,
-    release: FakeRelease,
-    mirror: Mirror,
+/// Generated releases for some architectures, served on loopback, and a directory for
+/// builds' output and caches.
+pub(crate) struct Fixture {
+    pub(crate) dir: TempDir,
+    pub(crate) release: FakeRelease,
+    pub(crate) mirror: Mirror,
 }
 
 impl Fixture {
-    fn new(arches: &[DebArch]) -> Fixture {
+    pub(crate) fn new(arches: &[DebArch]) -> Fixture {
         let dir = TempDir::new().unwrap();
         let release = FakeRelease::write(&dir.path().join("mirror"), arches);
         let mirror = Mirror::serve(dir.path().join("mirror"));
@@ -32,11 +34,11 @@ impl Fixture {
         }
     }
 
-    fn stack(&self, kinds: &[ComponentKind]) -> Stack {
+    pub(crate) fn stack(&self, kinds: &[ComponentKind]) -> Stack {
         Stack::parse(&self.release.stack_toml(kinds), Path::new("stack.toml")).unwrap()
     }
 
-    fn opts(&self, arch: DebArch, tag: &str) -> BuildOptions {
+    pub(crate) fn opts(&self, arch: DebArch, tag: &str) -> BuildOptions {
         BuildOptions {
             threads: 2,
             ..BuildOptions::new(
@@ -48,14 +50,14 @@ impl Fixture {
         }
     }
 
-    fn build(&self, kinds: &[ComponentKind], opts: &BuildOptions) -> BuiltDeb {
+    pub(crate) fn build(&self, kinds: &[ComponentKind], opts: &BuildOptions) -> BuiltDeb {
         let mut built = build(&self.stack(kinds), opts, &Quiet).unwrap();
         assert_eq!(built.len(), 1);
         built.remove(0)
     }
 }
 
-fn out_files(dir: &Path) -> Vec<String> {
+pub(crate) fn out_files(dir: &Path) -> Vec<String> {
     match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -64,7 +66,7 @@ fn out_files(dir: &Path) -> Vec<String> {
     }
 }
 
-fn text(deb: &DebContents, path: &str) -> String {
+pub(crate) fn text(deb: &DebContents, path: &str) -> String {
     let e = deb
         .data_entry(path)
         .unwrap_or_else(|| panic!("{path} missing"));
@@ -167,6 +169,7 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
         "./usr/lib/systemd/system/containerd.service",
         "./usr/share/doc/containerd-stack/copyright",
         "./usr/share/doc/containerd-stack/changelog.Debian.gz",
+        "./usr/share/doc/containerd-stack/sbom.spdx.json",
         "./usr/share/lintian/overrides/containerd-stack",
         "./usr/lib/modules-load.d/containerd-stack.conf",
         "./usr/lib/sysctl.d/99-containerd-stack.conf",
@@ -227,11 +230,35 @@ fn package_has_the_layout_fields_and_checksums_dpkg_expects() {
     assert!(preinst.contains("mkdir -p /opt"), "{preinst}");
     assert_eq!(deb.control_files["preinst"].0, 0o755);
     assert!(deb.data_entry("./usr/bin/containerd-stress").is_none());
-    // Entries are sorted, parents first.
-    let paths: Vec<_> = deb.data.iter().map(|e| e.path.clone()).collect();
-    let mut sorted = paths.clone();
+    // Every directory first, in path order; then each component's files, in the component
+    // table's order; then the rendered files.
+    let paths: Vec<_> = deb.data.iter().map(|e| e.path.as_str()).collect();
+    let dirs = deb.data.iter().take_while(|e| e.kind.is_dir()).count();
+    assert!(
+        deb.data[dirs..].iter().all(|e| e.kind.is_file()),
+        "{paths:?}"
+    );
+    let mut sorted = paths[..dirs].to_vec();
     sorted.sort();
-    assert_eq!(paths, sorted);
+    assert_eq!(paths[..dirs], sorted);
+    let (shipped, rendered) = paths[dirs..].split_at(programs.len());
+    assert_eq!(
+        shipped,
+        [
+            "./usr/bin/containerd",
+            "./usr/bin/containerd-shim-runc-v2",
+            "./usr/bin/ctr",
+            "./usr/sbin/runc",
+            "./opt/cni/bin/bridge",
+            "./opt/cni/bin/host-local",
+            "./opt/cni/bin/loopback",
+            "./opt/cni/bin/portmap",
+            "./usr/bin/crictl",
+        ]
+    );
+    let mut others_sorted = others.to_vec();
+    others_sorted.sort();
+    assert_eq!(rendered, others_sorted);
 
     let unit = text(&deb, "./usr/lib/systemd/system/containerd.service");
     assert!(unit.contains("\nExecStart=/usr/bin/containerd\n"), "{unit}");
@@ -334,6 +361,14 @@ fn two_builds_in_different_places_and_times_are_byte_identical() {
         std::fs::read(&b.path).unwrap()
     );
     assert_eq!(a.sha256, b.sha256);
+    // …and so are the SBOM, .buildinfo and .changes beside it.
+    let beside = |deb: &BuiltDeb, ext: &str| {
+        std::fs::read(deb.path.with_extension(ext))
+            .unwrap_or_else(|e| panic!("{} beside {}: {e}", ext, deb.path.display()))
+    };
+    for ext in ["spdx.json", "buildinfo", "changes"] {
+        assert_eq!(beside(&a, ext), beside(&b, ext), "{ext}");
+    }
 
     // SOURCE_DATE_EPOCH sets the one mtime, and is reproducible too.
     let mut o = f.opts(DebArch::Arm64, "sde");
@@ -343,6 +378,8 @@ fn two_builds_in_different_places_and_times_are_byte_identical() {
     assert!(deb.data.iter().all(|e| e.mtime == 1_234_567_890));
     assert!(deb.members.iter().all(|m| m.2 == 1_234_567_890));
     assert_ne!(c.sha256, a.sha256);
+    let sbom: serde_json::Value = serde_json::from_slice(&beside(&c, "spdx.json")).unwrap();
+    assert_eq!(sbom["creationInfo"]["created"], "2009-02-13T23:31:30Z");
 }
 
 #[test]
@@ -447,6 +484,28 @@ fn wrong_sha256_is_refused_and_leaves_nothing() {
         out_files(&opts.fetch.cache_dir.join("tmp")).is_empty(),
         "partial download left behind"
     );
+}
+
+#[test]
+fn one_failed_architecture_leaves_nothing_of_the_others() {
+    let f = Fixture::new(&[DebArch::Amd64, DebArch::Arm64]);
+    let mut release = f.release.clone();
+    release.put(
+        ComponentKind::Runc,
+        DebArch::Arm64,
+        &testkit::elf_program(DebArch::Amd64, "runc"),
+    );
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    let mut opts = f.opts(DebArch::Amd64, "half");
+    opts.arches = vec![DebArch::Amd64, DebArch::Arm64];
+    let err = build(&stack, &opts, &Quiet).unwrap_err().to_string();
+    assert!(
+        err.contains("built for amd64, but the package is for arm64"),
+        "{err}"
+    );
+    // amd64's package was written, but is never named: no package, SBOM, .buildinfo or
+    // .changes of a build that failed.
+    assert_eq!(out_files(&opts.out_dir), Vec::<String>::new());
 }
 
 #[test]
@@ -645,6 +704,29 @@ fn one_call_builds_every_requested_arch_and_plan_shows_elf_findings() {
             json[i]["tree"]["entries"]["etc/crictl.yaml"]["mode"],
             "0644"
         );
+        // The data tar's parts, each with its blocks' lengths.
+        let parts = json[i]["data"]["parts"].as_array().unwrap();
+        let names: Vec<_> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "directories",
+                "containerd",
+                "runc",
+                "cni-plugins",
+                "crictl",
+                "rendered"
+            ]
+        );
+        for p in parts {
+            let blocks: u64 = p["blocks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_u64().unwrap())
+                .sum();
+            assert_eq!(blocks, p["len"].as_u64().unwrap());
+        }
     }
 
     let built = build(&f.stack(ALL), &opts, &Quiet).unwrap();
@@ -678,7 +760,23 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
     assert_eq!(cold.reuse, Reuse::Nothing);
     let requests = f.mirror.requests().len();
 
-    // Nothing changed: the package in --out is proven by its hash and kept.
+    // Nothing changed: the package in --out is proven by its hash and kept, and nothing
+    // beside it is written again.
+    let mtimes = |dir: &Path| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().modified().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = mtimes(&opts.out_dir);
+    assert_eq!(before.len(), 4, "{before:?}");
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let again = f.build(ALL, &opts);
     assert_eq!(again.reuse, Reuse::Package);
     assert_eq!(again.sha256, cold.sha256);
@@ -687,6 +785,17 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
         requests,
         "an unchanged rebuild downloaded"
     );
+    assert_eq!(
+        mtimes(&opts.out_dir),
+        before,
+        "an unchanged rebuild rewrote --out"
+    );
+    // The SBOM beside a kept package is written again when it went missing.
+    let sbom = std::fs::read(&again.sbom).unwrap();
+    std::fs::remove_file(&again.sbom).unwrap();
+    let kept = f.build(ALL, &opts);
+    assert_eq!(kept.reuse, Reuse::Package);
+    assert_eq!(std::fs::read(&kept.sbom).unwrap(), sbom);
 
     // A change that only touches the control member reuses the compressed data member.
     let text = f
@@ -711,8 +820,8 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
     assert_ne!(repaired.reuse, Reuse::Package);
     assert_eq!(repaired.sha256, control_only.sha256);
 
-    // A corrupt cached data member is detected and rebuilt, not shipped.
-    let data_dir = opts.fetch.cache_dir.join("builds/data-xz");
+    // Corrupt cached frames are detected and compressed again, not shipped.
+    let data_dir = opts.fetch.cache_dir.join("builds/frames-xz");
     for e in std::fs::read_dir(&data_dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_none() {
@@ -728,4 +837,213 @@ fn rebuilds_reuse_what_is_proven_unchanged() {
         requests,
         "cached assets were downloaded again"
     );
+}
+
+/// A containerd release whose programs are `mib` MiB each: big enough that its part of the
+/// data tar is cut into several blocks. The filler varies, so xz has work to do, and is the
+/// same on every run.
+fn big_containerd(arch: DebArch, mib: usize) -> Vec<u8> {
+    upstream::containerd_tar_gz(|name| {
+        let mut seed = name.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+            h.rotate_left(5) ^ u64::from(b)
+        });
+        let mut bytes = testkit::elf_program(arch, name);
+        for _ in 0..mib << 14 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            // Half the bytes of each word random: about 60% with xz, like a program.
+            bytes.extend_from_slice(&(seed & 0x00ff_00ff_00ff_00ff).to_le_bytes()[..]);
+            bytes.extend_from_slice(&[b'.'; 56]);
+        }
+        bytes
+    })
+}
+
+fn part_len(plan: &containerd_stack::build::PreparedPackage, name: &str) -> u64 {
+    plan.data
+        .parts
+        .iter()
+        .find(|p| p.kind.name() == name)
+        .unwrap_or_else(|| panic!("no part {name}"))
+        .len
+}
+
+/// Issue #13: a template edit that lands in data.tar, then a runc bump, compress only the
+/// blocks of the parts they change, and give byte for byte the package a build with an empty
+/// cache gives for the same inputs.
+#[test]
+fn a_rebuild_compresses_only_the_changed_parts_and_equals_a_cold_build() {
+    use containerd_stack::build::Reuse;
+    use containerd_stack::listener::{Event, Stage};
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let mut release = f.release.clone();
+    release.put(
+        ComponentKind::Containerd,
+        DebArch::Amd64,
+        &big_containerd(DebArch::Amd64, 2),
+    );
+    let opts = |tag: &str| BuildOptions {
+        level: 1,
+        ..f.opts(DebArch::Amd64, tag)
+    };
+    let build_with = |stack: &Stack, o: &BuildOptions| {
+        let rec = Recorder::default();
+        let built = build(stack, o, &rec).unwrap().remove(0);
+        let plan = containerd_stack::build::plan(stack, o, &Quiet)
+            .unwrap()
+            .remove(0);
+        (built, plan, rec)
+    };
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    let warm = opts("warm");
+    let (cold, plan, _) = build_with(&stack, &warm);
+    assert_eq!(cold.reuse, Reuse::Nothing);
+    assert_eq!(cold.compressed, plan.data.len());
+    let containerd = plan
+        .data
+        .parts
+        .iter()
+        .find(|p| p.kind.name() == "containerd")
+        .unwrap();
+    assert_eq!(containerd.blocks.len(), 2, "{:?}", containerd.blocks);
+
+    // Edit the unit and the CNI conflist through a templates directory.
+    let templates = f.dir.path().join("templates");
+    std::fs::create_dir_all(&templates).unwrap();
+    for name in ["containerd.service", "10-containerd-net.conflist"] {
+        let builtin = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("debian-templates/{name}.hbs")),
+        )
+        .unwrap();
+        let edited = match name {
+            "containerd.service" => builtin.replace("RestartSec=5", "RestartSec=7"),
+            _ => builtin.replace("10.88.0.0/16", "10.77.0.0/16"),
+        };
+        assert_ne!(edited, builtin, "{name}: the edit changed nothing");
+        std::fs::write(templates.join(format!("{name}.hbs")), edited).unwrap();
+    }
+    let mut edited = stack.clone();
+    edited.package.templates = Some(templates.clone());
+    let (incremental, plan, rec) = build_with(&edited, &warm);
+    assert_eq!(incremental.reuse, Reuse::Blocks);
+    assert_eq!(incremental.compressed, part_len(&plan, "rendered"));
+    let deb = read_deb(&incremental.path).unwrap();
+    assert!(text(&deb, "./usr/lib/systemd/system/containerd.service").contains("RestartSec=7"));
+    assert!(text(&deb, "./etc/cni/net.d/10-containerd-net.conflist").contains("10.77.0.0/16"));
+    let events = rec.0.lock().unwrap();
+    assert!(
+        !events.iter().any(|e| matches!(
+            e,
+            Event::Began {
+                stage: Stage::Unpack,
+                ..
+            }
+        )),
+        "a template edit staged the assets again"
+    );
+    // Progress counts bytes of the tar: the cached blocks at once, then what is compressed,
+    // never backwards, ending at the whole tar.
+    let progress: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress {
+                stage: Stage::Compress,
+                done,
+                total,
+                ..
+            } => Some((*done, *total)),
+            _ => None,
+        })
+        .collect();
+    let total = plan.data.len();
+    assert_eq!(
+        progress.first(),
+        Some(&(total - incremental.compressed, total))
+    );
+    assert_eq!(progress.last(), Some(&(total, total)));
+    assert!(
+        progress.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{progress:?}"
+    );
+    drop(events);
+    let (fresh, _, _) = build_with(&edited, &opts("edit-cold"));
+    assert_eq!(fresh.reuse, Reuse::Nothing);
+    assert_eq!(
+        fresh.sha256, incremental.sha256,
+        "a warm rebuild differs from a cold build"
+    );
+
+    // runc's next release: a new binary and a new pin.
+    let mut bumped = release.clone();
+    bumped
+        .versions
+        .insert(ComponentKind::Runc, "1.4.4".to_owned());
+    bumped.put(
+        ComponentKind::Runc,
+        DebArch::Amd64,
+        &testkit::elf_program(DebArch::Amd64, "runc 1.4.4"),
+    );
+    let mut runc_bump = Stack::parse(&bumped.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    runc_bump.package.templates = Some(templates);
+    let (incremental, plan, _) = build_with(&runc_bump, &warm);
+    assert_eq!(incremental.reuse, Reuse::Blocks);
+    assert!(
+        incremental.compressed >= part_len(&plan, "runc")
+            && incremental.compressed <= part_len(&plan, "runc") + part_len(&plan, "rendered"),
+        "{} bytes compressed",
+        incremental.compressed
+    );
+    let runc = read_deb(&incremental.path).unwrap();
+    let runc = runc.data_entry("./usr/sbin/runc").unwrap();
+    assert_eq!(
+        runc.content.as_deref(),
+        Some(&testkit::elf_program(DebArch::Amd64, "runc 1.4.4")[..])
+    );
+    let (fresh, _, _) = build_with(&runc_bump, &opts("bump-cold"));
+    assert_eq!(
+        fresh.sha256, incremental.sha256,
+        "a warm rebuild differs from a cold build"
+    );
+
+    // Back to the first inputs: every block is still in the cache.
+    let (again, _, _) = build_with(&stack, &warm);
+    assert_eq!(again.reuse, Reuse::DataMember);
+    assert_eq!(again.sha256, cold.sha256);
+}
+
+#[test]
+fn parts_cut_into_blocks_unpack_with_dpkg_in_every_compression() {
+    let f = Fixture::new(&[DebArch::Amd64]);
+    let mut release = f.release.clone();
+    let containerd = big_containerd(DebArch::Amd64, 2);
+    release.put(ComponentKind::Containerd, DebArch::Amd64, &containerd);
+    let stack = Stack::parse(&release.stack_toml(ALL), Path::new("stack.toml")).unwrap();
+    for c in [Compression::Xz, Compression::Gzip, Compression::Zstd] {
+        let mut opts = f.opts(DebArch::Amd64, c.extension());
+        opts.compression = c;
+        opts.level = 1;
+        let deb = build(&stack, &opts, &Quiet).unwrap().remove(0).path;
+        let x = f.dir.path().join(format!("x-{}", c.extension()));
+        let out = Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&x)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{c:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ctr = std::fs::read(x.join("usr/bin/ctr")).unwrap();
+        assert_eq!(
+            ctr.len(),
+            testkit::elf_program(DebArch::Amd64, "ctr").len() + (2 << 20)
+        );
+        assert_eq!(
+            std::fs::read(x.join("usr/sbin/runc")).unwrap(),
+            release.asset_bytes(ComponentKind::Runc, DebArch::Amd64)
+        );
+    }
 }

@@ -238,3 +238,41 @@ fn missing_checksum_file_names_its_url() {
         "{err}"
     );
 }
+
+/// What the release workflow's matrix is made from: the command's JSON, which is the
+/// library's `pinned_arches` of the same file.
+#[test]
+fn list_arches_prints_the_pinned_architectures_as_json() {
+    let f = fixture();
+    let s390x = FakeRelease::write(&f.dir.path().join("s390x"), &[DebArch::S390x]);
+    let mut text = f.release.stack_toml(&ComponentKind::ALL);
+    // runc pinned for s390x but containerd not: s390x is not buildable.
+    let runc = &s390x.sha256[&(ComponentKind::Runc, DebArch::S390x)];
+    text = text.replacen(
+        "[components.runc.sha256]\n",
+        &format!("[components.runc.sha256]\ns390x = \"{runc}\"\n"),
+        1,
+    );
+    let path = f.dir.path().join("stack.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_containerd-stack"))
+        .args(["lock", "--list-arches", "--stack"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, ["amd64", "arm64"]);
+    let pinned: Vec<&str> = Stack::parse(&text, &path)
+        .unwrap()
+        .pinned_arches()
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    assert_eq!(printed, pinned);
+    assert!(f.mirror.requests().is_empty(), "listing fetched something");
+}

@@ -858,6 +858,36 @@ fn with_two_keys_a_client_trusting_either_one_updates() {
     }
 }
 
+/// Every pool file the index page links to is there: the page is written after the pool
+/// and before anything is deleted.
+fn page_links_resolve(repo: &Path) -> Result<(), String> {
+    let Ok(page) = fs::read_to_string(repo.join("index.html")) else {
+        return Ok(());
+    };
+    if !page.ends_with("</html>\n") {
+        return Err("index.html is not complete".into());
+    }
+    for (at, _) in page.match_indices("href=\"pool/") {
+        let link = &page[at + 6..];
+        let link = &link[..link.find('"').unwrap()];
+        if !repo.join(link).is_file() {
+            return Err(format!("index.html links to {link}, which is not there"));
+        }
+    }
+    Ok(())
+}
+
+/// The library's own check of a finished publish, as `repo verify` runs it.
+fn verified(repo: &Path, keyring: &Path) {
+    let opts = repo::VerifyOptions {
+        suite: None,
+        now: now(),
+    };
+    let keyring = containerd_stack::sign::Keyring::load(keyring).unwrap();
+    let location = repo::Location::parse(&repo.display().to_string()).unwrap();
+    repo::verify(&location, &keyring, &opts, &Quiet).unwrap();
+}
+
 #[test]
 fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
     let d = debs();
@@ -891,7 +921,9 @@ fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
             Ok(Seen::Valid(_)) => {}
             Err(e) => panic!("after {step}: {e}"),
         }
+        page_links_resolve(&repo).unwrap_or_else(|e| panic!("after {step}: {e}"));
     }
+    verified(&repo, &k.keyring);
     let apt = Apt::new(&format!("{}/", mirror.url()), &k.keyring);
     assert!(apt.update().status.success());
     let old = set(&[("2.3.4-1", "amd64"), ("2.3.4-1", "arm64")]);
@@ -928,6 +960,7 @@ fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
         } else {
             assert!(!went_live, "after {step}: went back to the old generation");
         }
+        page_links_resolve(&repo).unwrap_or_else(|e| panic!("after {step}: {e}"));
         let out = apt.update();
         assert!(out.status.success(), "after {step}: {}", text(&out));
         let t = text(&out);
@@ -946,6 +979,7 @@ fn a_publish_stopped_after_any_step_leaves_a_repo_apt_accepts() {
         }
     }
     assert!(went_live);
+    verified(&repo, &k.keyring);
 }
 
 #[test]
@@ -1014,6 +1048,78 @@ fn two_publishes_into_one_repo_wait_for_each_other() {
 }
 
 #[test]
+fn a_publish_reports_packages_hashed_and_files_written_as_progress() {
+    use containerd_stack::listener::Stage;
+    let d = debs();
+    let k = key("repo");
+    let dir = TempDir::new().unwrap();
+    let repo = dir.path().join("repo");
+    let recorder = Recorder::default();
+    let given = [d.rev[0].clone(), d.rev[1].clone(), d.rev1_arm64.clone()];
+    let plan = repo::publish(&repo, &given, &[&k.signer], &opts(), &recorder).unwrap();
+    let events = recorder.0.lock().unwrap();
+    // Each stage: Began, then every count up to its total, then Ended.
+    for (stage, total) in [(Stage::Hash, 3), (Stage::Publish, plan.steps.len() as u64)] {
+        let of_stage: Vec<&Event> = events
+            .iter()
+            .filter(|e| match e {
+                Event::Began { stage: s, .. }
+                | Event::Ended { stage: s, .. }
+                | Event::Progress { stage: s, .. } => *s == stage,
+                _ => false,
+            })
+            .collect();
+        assert!(
+            matches!(of_stage.first(), Some(Event::Began { .. })),
+            "{of_stage:?}"
+        );
+        assert!(
+            matches!(of_stage.last(), Some(Event::Ended { .. })),
+            "{of_stage:?}"
+        );
+        let mut done: Vec<u64> = of_stage
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress { done, total: t, .. } => {
+                    assert_eq!(*t, total, "{e:?}");
+                    Some(*done)
+                }
+                _ => None,
+            })
+            .collect();
+        // Hashing runs on several threads, so its counts may arrive out of order.
+        done.sort();
+        assert_eq!(done, (1..=total).collect::<Vec<_>>(), "{stage:?}");
+    }
+    // Hashing is over before the first file is written.
+    let ended_hash = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Ended {
+                    stage: Stage::Hash,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let began_publish = events
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Began {
+                    stage: Stage::Publish,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    assert!(ended_hash < began_publish);
+}
+
+#[test]
 fn adding_one_package_to_a_thousand_package_repo_reads_no_package_again() {
     let d = debs();
     let k = key("repo");
@@ -1031,6 +1137,7 @@ fn adding_one_package_to_a_thousand_package_repo_reads_no_package_again() {
                 staged: None,
                 path: PathBuf::from(format!("/nonexistent/{i}.deb")),
                 control: c,
+                templates: None,
                 size: 30_000_000 + i,
                 md5: format!("{i:032x}"),
                 sha256: format!("{i:064x}"),

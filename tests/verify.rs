@@ -154,9 +154,10 @@ fn altered_data_is_caught_by_md5sums_and_signature() {
     let tampered = s.dir.path().join("tampered.deb");
     // Change one file's bytes inside the data member, keeping it a valid archive.
     rewrite_member(&s.deb, &tampered, "data.tar.gz", |bytes| {
+        // One gzip member per block of the data tar.
         let mut plain = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut plain)
-            .unwrap();
+        let mut members = flate2::read::MultiGzDecoder::new(&bytes[..]);
+        std::io::Read::read_to_end(&mut members, &mut plain).unwrap();
         let at = plain
             .windows(13)
             .position(|w| w == b"runc for amd6")

@@ -1,19 +1,18 @@
 //! The slow half of preparing an architecture, cached by the assets' hashes: fetch the
 //! assets side by side, unpack each as soon as it is verified, and check every program's
-//! ELF header. What it finds — each program's place, size, md5 and linkage, and the newest
-//! mtime upstream used — is all a later build needs to lay out the package without
-//! unpacking anything again.
-
-use std::fs;
-use std::path::Path;
+//! ELF header. What it finds — each program's place, size, hashes and linkage, and the
+//! newest mtime upstream used — is all a later build needs to lay out the package (and
+//! describe it in its SBOM) without unpacking anything again.
 
 use serde::{Deserialize, Serialize};
 
 use crate::arch::DebArch;
 use crate::artifact::Artifact;
+use crate::component::ComponentKind;
 use crate::elf::{self, Linkage};
-use crate::error::{IoContext, Result};
+use crate::error::Result;
 use crate::fetch::Fetcher;
+use crate::hash::{Hashes, Sha256};
 use crate::listener::{Event, Listener, Stage};
 
 use super::staging::Staging;
@@ -30,9 +29,12 @@ pub(crate) struct Program {
     pub(crate) dest: String,
     /// Where it is staged, relative to the staging directory.
     pub(crate) staged: String,
+    pub(crate) component: ComponentKind,
     pub(crate) origin: String,
     pub(crate) size: u64,
     pub(crate) md5: String,
+    pub(crate) sha1: String,
+    pub(crate) sha256: Sha256,
     pub(crate) elf: Linkage,
     /// The entry's mtime in its archive, if it has one.
     pub(crate) mtime: Option<u64>,
@@ -101,12 +103,23 @@ fn analyse_asset(
             .expect("unpacked inside staging")
             .to_string_lossy()
             .into_owned();
+        // Read back in pieces: a program is never held in memory whole.
+        let Hashes {
+            size,
+            md5,
+            sha1,
+            sha256,
+        } = Hashes::of_file(&p.path)?;
+        debug_assert_eq!(size, p.size);
         out.push(Program {
             dest,
             staged,
+            component: a.component,
             origin,
-            size: p.size,
-            md5: md5_file(&p.path)?,
+            size,
+            md5,
+            sha1,
+            sha256,
             elf,
             mtime: p.mtime,
         });
@@ -116,13 +129,4 @@ fn analyse_asset(
         name: a.file_name.clone(),
     });
     Ok(out)
-}
-
-/// The hex md5 of a file, read in pieces: a program is never held in memory whole.
-fn md5_file(path: &Path) -> Result<String> {
-    use md5::Digest;
-    let mut md5 = md5::Md5::new();
-    let mut file = fs::File::open(path).at(path)?;
-    std::io::copy(&mut file, &mut md5).at(path)?;
-    Ok(hex::encode(md5.finalize()))
 }

@@ -1,10 +1,12 @@
 //! `build-deb`: stack manifest → fetch → unpack → ELF check → layout → render → deb.
-//! One call builds one package per requested architecture, several at once. The slow steps
-//! are cached by what they depend on (see [`crate::cache`]): the analysis of the upstream
-//! assets by their hashes, the compressed data member by the whole data tree, and the
-//! finished package by that plus the control member — so a rebuild with nothing changed
-//! only re-hashes the package in `--out`, and a template change rebuilds only what it
-//! touches. The finished file appears in `--out` whole or not at all.
+//! One call builds one package per requested architecture, several at once, each with its
+//! SBOM beside it, and one `.buildinfo` and `.changes` over them all. The slow steps are
+//! cached by what they depend on (see [`crate::cache`]): the analysis of the upstream
+//! assets by their hashes, each compressed block of the data member by its bytes, and the
+//! finished package by the whole tree plus the control member — so a rebuild with nothing
+//! changed only re-hashes the package in `--out`, and a template edit or a runc bump
+//! compresses only the blocks of the part it changed. The files appear in `--out` whole,
+//! and only when every architecture built.
 
 mod analysis;
 mod prepare;
@@ -36,7 +38,7 @@ pub const CONTROL_EXTRAS: &[&str] = &["templates", "triggers"];
 
 /// Bumped whenever the layout or the analysis changes meaning, so old cache entries are
 /// not reused by a newer tool.
-const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-1");
+const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-2");
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -88,30 +90,56 @@ pub struct BuiltDeb {
     pub path: PathBuf,
     pub size: u64,
     pub sha256: Sha256,
+    pub md5: String,
+    pub sha1: String,
+    /// Its SPDX SBOM, beside it (the same bytes it ships).
+    pub sbom: PathBuf,
     pub tree: FhsTree,
     /// How much of the build cache was reused.
     pub reuse: Reuse,
+    /// Bytes of the data tar this build compressed; the rest came from the cache.
+    pub compressed: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reuse {
-    /// Built from scratch.
+    /// Every block of the data member was compressed.
     Nothing,
-    /// The compressed data member was reused; only the control member was rebuilt.
+    /// Some blocks of the data member were compressed (the parts that changed), the others
+    /// came from the cache.
+    Blocks,
+    /// Every block of the data member came from the cache; only the control member was
+    /// rebuilt.
     DataMember,
     /// The package already in `--out` is the one these inputs make, proven by its hash.
     Package,
 }
 
-/// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`.
-pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
+/// What a build wrote into the output directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Built {
+    /// In architecture order.
+    pub debs: Vec<BuiltDeb>,
+    pub buildinfo: PathBuf,
+    pub changes: PathBuf,
+}
+
+/// Builds one .deb per architecture in `opts.arches`, several at once up to `opts.threads`,
+/// and the upload's `.buildinfo` and `.changes` over them.
+pub fn build_upload(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Built> {
     let fetcher = Fetcher::new(opts.fetch.clone())?;
-    for_each_arch(stack, opts, &fetcher, listener, |prepared, threads| {
+    let written = for_each_arch(stack, opts, &fetcher, listener, |prepared, threads| {
         let prepared = prepared?;
         let reusable = prepare::reusable(&prepared, opts, &fetcher, listener)?;
         write::write_package(prepared, reusable, opts, threads, &fetcher, listener)
-    })
+    })?;
+    write::finish(stack, opts, written)
+}
+
+/// [`build_upload`], for what only needs the packages.
+pub fn build(stack: &Stack, opts: &BuildOptions, listener: &dyn Listener) -> Result<Vec<BuiltDeb>> {
+    Ok(build_upload(stack, opts, listener)?.debs)
 }
 
 /// Everything `build` does except writing the packages.

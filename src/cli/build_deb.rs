@@ -7,7 +7,7 @@ use clap::Parser;
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::fetch::FetchOptions;
 use containerd_stack::sign::Signer;
-use containerd_stack::{build, BuildOptions, DebArch, Stack};
+use containerd_stack::{build_upload, BuildOptions, DebArch, Stack};
 
 use super::progress::Terminal;
 
@@ -24,9 +24,13 @@ pub struct Args {
     /// stack.toml pins containerd and runc for; default: this machine's.
     #[arg(long = "arch", value_name = "ARCH")]
     arches: Vec<String>,
-    /// Where the .deb files go.
+    /// Where the .deb files go, each with its SBOM, and the upload's .buildinfo and .changes.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     out: PathBuf,
+    /// The suite the changelog entry and the .changes name; default: stack.toml's
+    /// `[package] distribution`, else `stable`.
+    #[arg(long, value_name = "NAME")]
+    distribution: Option<String>,
     /// Fetch `https://github.com/<path>` from `<URL>/<path>` instead (http, https, file).
     #[arg(long, value_name = "URL")]
     mirror: Option<String>,
@@ -42,7 +46,8 @@ pub struct Args {
     /// Compression level; default: 6 for xz, 19 for zstd, 9 for gzip.
     #[arg(long, value_name = "N")]
     level: Option<u32>,
-    /// Sign each package (debsigs `_gpgorigin`) with this armoured secret key.
+    /// Sign each package (debsigs `_gpgorigin`) and clear-sign the .buildinfo and .changes
+    /// with this armoured secret key.
     #[arg(long, value_name = "FILE")]
     sign_key: Option<PathBuf>,
     /// The signing key's passphrase, on the first line of this file.
@@ -60,6 +65,12 @@ pub fn run(args: Args) -> Result<()> {
     let mut stack = Stack::load(&args.stack)?;
     if let Some(dir) = args.templates {
         stack.package.templates = Some(dir);
+    }
+    if let Some(d) = args.distribution {
+        if !containerd_stack::stack::is_distribution(&d) {
+            bail!("--distribution {d:?}: not a suite or codename (letters, digits, '.', '+', '-')");
+        }
+        stack.package.distribution = d;
     }
     let compression: Compression = args.compression.parse()?;
     let level = compression.check_level(args.level.unwrap_or(compression.default_level()))?;
@@ -106,19 +117,22 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&plan)?);
         return Ok(());
     }
-    let built = build(&stack, &opts, &listener)?;
+    let built = build_upload(&stack, &opts, &listener)?;
     listener.finish();
-    if built.is_empty() {
+    if built.debs.is_empty() {
         bail!("nothing was built");
     }
-    for deb in built {
+    for deb in &built.debs {
         println!(
             "{}  {} bytes  sha256 {}",
             deb.path.display(),
             deb.size,
             deb.sha256
         );
+        println!("{}", deb.sbom.display());
     }
+    println!("{}", built.buildinfo.display());
+    println!("{}", built.changes.display());
     if let (Some(start), Some(kib)) = (listener.verbose, peak_resident_kib()) {
         eprintln!(
             "[{:7.2}s] {}{:.1} MiB",

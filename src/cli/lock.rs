@@ -1,5 +1,5 @@
 //! `containerd-stack lock`: fills or checks stack.toml's sha256 pins from upstream's checksum
-//! files.
+//! files, or lists the architectures they make buildable.
 
 use std::path::PathBuf;
 
@@ -33,12 +33,20 @@ pub struct Args {
     /// runc's maintainer keyring; default: runc.keyring at the release tag.
     #[arg(long, value_name = "FILE")]
     runc_keyring: Option<PathBuf>,
+    /// Change nothing and fetch nothing: print the architectures stack.toml pins containerd
+    /// and runc for (what `build-deb --arch all` builds) as a JSON array.
+    #[arg(long, conflicts_with_all = ["arches", "mirror", "check", "bump", "runc_keyring"])]
+    list_arches: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let text = std::fs::read_to_string(&args.stack)
         .with_context(|| format!("{}: cannot read", args.stack.display()))?;
     let stack = Stack::parse(&text, &args.stack)?;
+    if args.list_arches {
+        println!("{}", serde_json::to_string(&stack.pinned_arches())?);
+        return Ok(());
+    }
     let arches = if args.arches.is_empty() {
         Vec::new()
     } else {

@@ -39,7 +39,7 @@ enum Command {
     DebsigPolicy(keys::DebsigPolicyArgs),
     /// Check a .deb's structure, checksums and signature.
     Verify(verify::Args),
-    /// Publish packages into a signed apt repository.
+    /// Publish packages into a signed apt repository, or check one.
     Repo(repo::Args),
     /// Write a starter stack.toml (and, with --templates, the templates) into a directory.
     Init(init::Args),
@@ -106,6 +106,7 @@ pub fn hint(e: &anyhow::Error) -> Option<String> {
         Error::ReleaseInfoChange { .. } => {
             "pass --allow-release-info-change to change it anyway".into()
         }
+        Error::NoSuite { .. } => "pass --suite".into(),
         _ => return None,
     })
 }

@@ -1,7 +1,8 @@
 //! What a person sees while a command runs: progress bars on a terminal (downloads, and
-//! every stage that reports its progress: compression, a publish's hashing and writing),
-//! a timed line per step with `--verbose`, warnings always, all on stderr. Off a terminal,
-//! only warnings, and what `--verbose` asks for.
+//! every stage that reports its progress: compression, a publish's hashing and writing, a
+//! verify's hashing), a timed line per step with `--verbose`, and always warnings and what
+//! is being waited for, all on stderr. Off a terminal, only those, and what `--verbose`
+//! asks for. Every command that reports progress uses this one listener.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -18,7 +19,8 @@ fn bar_style(unit: Unit) -> indicatif::ProgressStyle {
         Unit::Bytes => {
             "{msg:44} {bytes:>10}/{total_bytes:10} {bar:24} {binary_bytes_per_sec:>12} {elapsed:>4} eta {eta}"
         }
-        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:>12} {elapsed:>4} eta {eta}",
+        // indicatif reads a width given to `per_sec` as its precision: 0 shows `307/s`.
+        Unit::Items => "{msg:44} {pos:>10}/{len:10} {bar:24} {per_sec:0} {elapsed:>4} eta {eta}",
     };
     indicatif::ProgressStyle::with_template(template).expect("valid template")
 }
@@ -52,12 +54,22 @@ impl Terminal {
             }
         }
     }
+
+    /// A line on stderr that does not tear the bars being drawn.
+    fn line(&self, text: &str) {
+        match &self.bars {
+            Some((multi, _)) => multi.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
+        }
+    }
 }
 
 impl Listener for Terminal {
     fn event(&self, event: Event) {
         match (&self.bars, event) {
-            (_, Event::Warning(w)) => eprintln!("warning: {w}"),
+            (_, Event::Warning(w)) => self.line(&format!("warning: {w}")),
+            // Standing still needs saying even off a terminal, or it looks like a hang.
+            (None, Event::Waiting(s)) if self.verbose.is_none() => self.line(&s),
             (None, event) => {
                 let Some(start) = self.verbose else { return };
                 let line = match event {
@@ -80,7 +92,7 @@ impl Listener for Terminal {
                 bar.set_message(name.clone());
                 bars.lock().unwrap().insert(name, bar);
             }
-            (Some(_), Event::Waiting(s)) => eprintln!("{s}"),
+            (Some(_), Event::Waiting(s)) => self.line(&s),
             (
                 Some((multi, bars)),
                 Event::Progress {
@@ -98,10 +110,15 @@ impl Listener for Terminal {
                     // a compressor works through a block.
                     bar.enable_steady_tick(std::time::Duration::from_millis(500));
                     bar.set_message(format!("{} {name}", stage.verb(false)));
+                    // Updates that come in a burst and then a long silence (a thousand
+                    // renames, then one filesystem sync) would otherwise leave the bar
+                    // drawn where the burst began.
+                    bar.enable_steady_tick(std::time::Duration::from_millis(200));
                     bar
                 });
                 bar.set_length(total);
-                bar.set_position(done);
+                // Workers report out of order by a step or two; the bar only moves forward.
+                bar.set_position(done.max(bar.position()));
             }
             (Some((_, bars)), Event::Ended { stage, name }) => {
                 if let Some(bar) = bars.lock().unwrap().remove(&progress_key(stage, &name)) {

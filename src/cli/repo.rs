@@ -1,15 +1,16 @@
 //! `containerd-stack repo publish`: flags → `containerd_stack::repo::publish`, then what was done
-//! and the two commands that set a client up.
+//! and the two commands that set a client up; `repo verify`: flags →
+//! `containerd_stack::repo::verify`, then what was checked.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use containerd_stack::listener::{Event, Listener};
-use containerd_stack::repo::{self, PublishOptions, CLIENT_NAME, PLACEHOLDER_URL};
-use containerd_stack::sign::Signer;
+use containerd_stack::repo::{self, PublishOptions, CLIENT_NAME, PAGE, PLACEHOLDER_URL};
+use containerd_stack::sign::{Keyring, Signer};
 
 use super::now;
+use super::progress::Terminal;
 
 #[derive(Parser)]
 pub struct Args {
@@ -21,6 +22,26 @@ pub struct Args {
 enum RepoCommand {
     /// Add packages to a signed apt repository of static files (created if missing).
     Publish(PublishArgs),
+    /// Check a repository (a directory or a URL) the way apt would: signatures, every
+    /// index and its by-hash copies, every pool file.
+    Verify(VerifyArgs),
+}
+
+#[derive(Parser)]
+struct VerifyArgs {
+    /// The repository: its directory, or the URL it is served at (http:// or https://).
+    #[arg(long, value_name = "DIR|URL")]
+    repo: String,
+    /// The public keys to trust, binary or armoured: the keyring clients are given.
+    #[arg(long, value_name = "FILE")]
+    keyring: PathBuf,
+    /// Only this suite (default: every suite of a directory; for a URL, the one its
+    /// containerd-stack.sources names).
+    #[arg(long)]
+    suite: Option<String>,
+    /// Print each step.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Parser)]
@@ -74,21 +95,7 @@ struct PublishArgs {
 pub fn run(args: Args) -> Result<()> {
     match args.command {
         RepoCommand::Publish(a) => publish(a),
-    }
-}
-
-struct Stderr {
-    verbose: bool,
-}
-
-impl Listener for Stderr {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Warning(w) => eprintln!("warning: {w}"),
-            Event::Waiting(s) => eprintln!("{s}"),
-            Event::Step(s) if self.verbose => eprintln!("{s}"),
-            _ => {}
-        }
+        RepoCommand::Verify(a) => verify(a),
     }
 }
 
@@ -123,15 +130,16 @@ fn publish(args: PublishArgs) -> Result<()> {
         allow_release_info_change: args.allow_release_info_change,
         now,
     };
+    let listener = Terminal::new(args.verbose);
     let plan = repo::publish(
         &args.repo,
         &args.debs,
         &signers.iter().collect::<Vec<_>>(),
         &opts,
-        &Stderr {
-            verbose: args.verbose,
-        },
-    )?;
+        &listener,
+    );
+    listener.finish();
+    let plan = plan?;
     for p in &plan.added {
         println!("added    {p}");
     }
@@ -167,5 +175,41 @@ fn publish(args: PublishArgs) -> Result<()> {
         println!("  {c}");
     }
     println!("  sudo apt-get update && sudo apt-get install {CLIENT_NAME}");
+    println!();
+    println!(
+        "{} shows the packages, the signing keys and the install-time settings.",
+        args.repo.join(PAGE).display()
+    );
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<()> {
+    let keyring = Keyring::load(&args.keyring)?;
+    let location = repo::Location::parse(&args.repo)?;
+    let opts = repo::VerifyOptions {
+        suite: args.suite,
+        now: now(),
+    };
+    let listener = Terminal::new(args.verbose);
+    let verified = repo::verify(&location, &keyring, &opts, &listener);
+    listener.finish();
+    for s in verified?.suites {
+        let valid = s
+            .valid_until
+            .map(|v| format!(", valid until {}", containerd_stack::render::rfc2822(v)))
+            .unwrap_or_default();
+        println!(
+            "dists/{}: signed by {} ({}{valid}); {} index files and {} by-hash copies; {} package entries, {} pool files ({} bytes): all as listed",
+            s.suite,
+            s.signed_by,
+            containerd_stack::render::rfc2822(s.date),
+            s.indexes,
+            s.by_hash,
+            s.packages,
+            s.pool_files,
+            s.pool_bytes
+        );
+    }
+    println!("verified {}", location.shown(""));
     Ok(())
 }

@@ -1,20 +1,26 @@
 //! Writes `.deb` files: an ar archive of `debian-binary`, `control.tar.*` and `data.tar.*`,
-//! in that order, every byte determined by the inputs. The data member is streamed to a
-//! file, so memory does not grow with the payload; the small control member is built in
-//! memory, with the md5s the tree already carries.
+//! in that order, every byte determined by the inputs. The data member is made of frames
+//! compressed on their own ([`data`] lays the tar out in blocks, [`compress`] makes a frame
+//! of one block, or of all for zstd); the build keeps each frame in its cache and
+//! [`DataMember`] streams the member from them, so memory does not grow with the payload. The small control member is built in memory, with the
+//! md5s the tree already carries.
 
 pub mod compress;
+pub mod data;
 pub mod read;
 pub mod tar;
+pub mod xz;
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
-use crate::layout::{FhsTree, Node, Source};
+use crate::layout::FhsTree;
 use crate::sign::Signer;
 use compress::Compression;
+use data::DataLayout;
 use tar::TarWriter;
 
 /// How members are written.
@@ -27,51 +33,105 @@ pub struct DebWriter {
     pub mtime: u64,
 }
 
-/// The length of the data tar [`DebWriter::write_data`] writes for `tree`.
-fn data_tar_len(tree: &FhsTree) -> u64 {
-    let root = std::iter::once(("", None));
-    tar::archive_len(
-        root.chain(tree.entries.iter().map(|(path, node)| match node {
-            Node::Dir => (path.as_str(), None),
-            Node::File(f) => (path.as_str(), Some(f.size)),
-        })),
-    )
+/// Bytes of a member: in memory, or a file (a block in the build cache).
+pub enum Piece {
+    Bytes(Vec<u8>),
+    File { file: File, len: u64 },
 }
 
-/// Counts what goes through to `inner`, and reports it to `progress` every
-/// [`Counted::EVERY`] bytes.
-struct Counted<'a, W> {
-    inner: W,
-    done: u64,
-    reported: u64,
-    total: u64,
-    progress: &'a mut dyn FnMut(u64, u64),
-}
-
-impl<W> Counted<'_, W> {
-    const EVERY: u64 = 4 << 20;
-}
-
-impl<W: Write> Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.done += n as u64;
-        if self.done - self.reported >= Self::EVERY {
-            self.reported = self.done;
-            (self.progress)(self.done, self.total);
+impl Piece {
+    pub fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::File { len, .. } => *len,
         }
-        Ok(n)
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        match self {
+            Piece::Bytes(b) => {
+                let from = &b[(at as usize).min(b.len())..];
+                let n = from.len().min(buf.len());
+                buf[..n].copy_from_slice(&from[..n]);
+                Ok(n)
+            }
+            Piece::File { file, len } => {
+                let want = ((len - at.min(*len)) as usize).min(buf.len());
+                let n = file.read_at(&mut buf[..want], at)?;
+                if n == 0 && want > 0 {
+                    return Err(io::Error::other("a cached block is shorter than recorded"));
+                }
+                Ok(n)
+            }
+        }
     }
 }
 
-/// A finished data member, open for reading from its start.
+/// A data member: the compression's framing around its frames, in order.
 pub struct DataMember {
-    pub file: File,
+    pieces: Vec<Piece>,
     pub size: u64,
+}
+
+impl DataMember {
+    /// The member of `frames`, each given with the length of tar it holds.
+    pub fn new(compression: Compression, frames: Vec<(Piece, u64)>) -> io::Result<DataMember> {
+        let mut starts = Vec::with_capacity(frames.len());
+        for (piece, _) in &frames {
+            let mut start = vec![0u8; (piece.len() as usize).min(Compression::BLOCK_START)];
+            let mut at = 0;
+            while at < start.len() {
+                at += piece.read_at(&mut start[at..], at as u64)?;
+            }
+            starts.push(start);
+        }
+        let described: Vec<(&[u8], u64, u64)> = starts
+            .iter()
+            .zip(&frames)
+            .map(|(start, (piece, tar_len))| (&start[..], piece.len(), *tar_len))
+            .collect();
+        let (head, tail) = compression.framing(&described)?;
+        let mut pieces = vec![Piece::Bytes(head)];
+        pieces.extend(frames.into_iter().map(|(p, _)| p));
+        pieces.push(Piece::Bytes(tail));
+        pieces.retain(|p| !p.is_empty());
+        let size = pieces.iter().map(Piece::len).sum();
+        Ok(DataMember { pieces, size })
+    }
+
+    /// Its bytes, from the start.
+    pub fn reader(&self) -> impl Read + '_ {
+        MemberReader {
+            member: self,
+            piece: 0,
+            at: 0,
+        }
+    }
+}
+
+struct MemberReader<'a> {
+    member: &'a DataMember,
+    piece: usize,
+    at: u64,
+}
+
+impl Read for MemberReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(p) = self.member.pieces.get(self.piece) {
+            if self.at < p.len() {
+                let n = p.read_at(buf, self.at)?;
+                self.at += n as u64;
+                return Ok(n);
+            }
+            self.piece += 1;
+            self.at = 0;
+        }
+        Ok(0)
+    }
 }
 
 /// The control member's files besides `md5sums`.
@@ -89,65 +149,23 @@ impl DebWriter {
         format!("{base}.tar.{}", self.compression.extension())
     }
 
-    /// Streams `tree` into a compressed tar in `tmp`; `progress` is told the bytes of the
-    /// tar written so far, and its total length, every few MiB.
-    pub fn write_data(
-        &self,
-        tree: &FhsTree,
-        tmp: &mut File,
-        tmp_path: &Path,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<DataMember> {
-        let total = data_tar_len(tree);
-        let compressor = self
-            .compression
-            .writer(
-                io::BufWriter::new(&mut *tmp),
-                self.level,
-                self.threads,
-                total,
-            )
-            .at(tmp_path)?;
-        let counted = Counted {
-            inner: compressor,
-            done: 0,
-            reported: 0,
-            total,
-            progress,
-        };
-        let mut tar = TarWriter::new(counted, self.mtime);
-        tar.dir("").at(tmp_path)?;
-        for (path, node) in &tree.entries {
-            match node {
-                Node::Dir => tar.dir(path).at(tmp_path)?,
-                Node::File(f) => match &f.source {
-                    Source::Staged { path: src, .. } => {
-                        let file = File::open(src).at(src)?;
-                        let reader = io::BufReader::with_capacity(1 << 20, file);
-                        tar.file(path, f.mode, f.size, reader).at(src)?;
-                    }
-                    Source::Inline(bytes) => {
-                        tar.file(path, f.mode, f.size, &bytes[..]).at(tmp_path)?
-                    }
-                },
-            }
+    /// The data member of `tree`, every frame compressed here, one after another, and kept
+    /// in memory: for small trees. `build` compresses on several threads and keeps the
+    /// frames in its cache.
+    pub fn write_data(&self, tree: &FhsTree) -> Result<DataMember> {
+        let here = Path::new("data.tar");
+        let layout = DataLayout::new(tree, self.mtime);
+        let mut frames = Vec::new();
+        for blocks in layout.frames(self.compression.frame_per_block()) {
+            let lens: Vec<u64> = blocks.iter().map(|b| b.len).collect();
+            let input = layout.blocks_reader(&blocks);
+            let (frame, _) = self
+                .compression
+                .compress_frame(self.level, self.threads, input, &lens, &mut |_| {})
+                .at(here)?;
+            frames.push((Piece::Bytes(frame), lens.iter().sum()));
         }
-        let Counted {
-            inner,
-            done,
-            progress,
-            ..
-        } = tar.finish().at(tmp_path)?;
-        progress(done, total);
-        let mut buf = inner.finish().at(tmp_path)?;
-        buf.flush().at(tmp_path)?;
-        drop(buf);
-        let size = tmp.stream_position().at(tmp_path)?;
-        tmp.rewind().at(tmp_path)?;
-        Ok(DataMember {
-            file: tmp.try_clone().at(tmp_path)?,
-            size,
-        })
+        DataMember::new(self.compression, frames).at(here)
     }
 
     /// The compressed control member.
@@ -199,7 +217,7 @@ impl DebWriter {
     pub fn assemble(
         &self,
         control: &[u8],
-        data: &mut DataMember,
+        data: &DataMember,
         signer: Option<&Signer>,
         out: impl Write,
         out_path: &Path,
@@ -208,12 +226,8 @@ impl DebWriter {
         // concatenated without their ar headers.
         let signature = match signer {
             Some(s) => {
-                let signed = (&b"2.0\n"[..])
-                    .chain(control)
-                    .chain((&mut data.file).take(data.size));
-                let sig = s.detached(signed, self.mtime)?;
-                data.file.rewind().at(out_path)?;
-                Some(sig)
+                let signed = (&b"2.0\n"[..]).chain(control).chain(data.reader());
+                Some(s.detached(signed, self.mtime)?)
             }
             None => None,
         };
@@ -232,12 +246,7 @@ impl DebWriter {
             control.len() as u64,
             &mut &control[..],
         )?;
-        let size = data.size;
-        append(
-            self.member_name("data"),
-            size,
-            &mut (&mut data.file).take(size),
-        )?;
+        append(self.member_name("data"), data.size, &mut data.reader())?;
         if let Some(sig) = signature {
             append("_gpgorigin".into(), sig.len() as u64, &mut &sig[..])?;
         }
@@ -252,31 +261,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn data_tar_len_is_the_length_written() {
+    fn the_data_member_holds_the_whole_tar_in_order() {
         let mut tree = FhsTree::default();
         tree.add_inline("usr/bin/a", 0o755, vec![1; 1000]).unwrap();
         tree.add_inline("etc/x.conf", 0o644, Vec::new()).unwrap();
         let deep = format!("usr/share/{}/{}", "d".repeat(90), "f".repeat(30));
         tree.add_inline(&deep, 0o644, vec![2; 512]).unwrap();
-        let writer = DebWriter {
-            compression: Compression::Gzip,
-            level: 1,
-            threads: 1,
-            mtime: 0,
-        };
-        let mut tmp = tempfile::tempfile().unwrap();
-        let mut reported = Vec::new();
-        let mut member = writer
-            .write_data(&tree, &mut tmp, Path::new("data"), &mut |done, total| {
-                reported.push((done, total))
-            })
+        for compression in [Compression::Gzip, Compression::Xz, Compression::Zstd] {
+            let writer = DebWriter {
+                compression,
+                level: 1,
+                threads: 1,
+                mtime: 0,
+            };
+            let member = writer.write_data(&tree).unwrap();
+            let mut packed = Vec::new();
+            member.reader().read_to_end(&mut packed).unwrap();
+            assert_eq!(packed.len() as u64, member.size);
+            let mut tar = Vec::new();
+            let layout = DataLayout::new(&tree, 0);
+            for b in layout.blocks() {
+                layout.reader(b).read_to_end(&mut tar).unwrap();
+            }
+            let mut back = Vec::new();
+            match compression {
+                Compression::Gzip => {
+                    flate2::read::MultiGzDecoder::new(&packed[..]).read_to_end(&mut back)
+                }
+                Compression::Xz => {
+                    liblzma::read::XzDecoder::new(&packed[..]).read_to_end(&mut back)
+                }
+                Compression::Zstd => zstd::Decoder::new(&packed[..])
+                    .unwrap()
+                    .read_to_end(&mut back),
+            }
             .unwrap();
-        let len = data_tar_len(&tree);
-        assert_eq!(reported.last(), Some(&(len, len)), "the end is reported");
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new((&mut member.file).take(member.size))
-            .read_to_end(&mut tar)
-            .unwrap();
-        assert_eq!(data_tar_len(&tree), tar.len() as u64);
+            assert!(back == tar, "{compression:?}");
+        }
     }
 }

@@ -210,6 +210,23 @@ pub fn check_layout(path: &Path) -> Result<()> {
 /// The `control` file of a package, read without touching its data member, so indexing a
 /// package costs the same whatever its payload.
 pub fn read_control(path: &Path) -> Result<String> {
+    read_control_member(path).map(|m| m.control)
+}
+
+/// What a repository needs from a package's control member besides the control file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlMember {
+    pub control: String,
+    /// The debconf `templates` file: the questions the package asks at install time.
+    pub templates: Option<String>,
+}
+
+/// Debconf templates carry every translation of every question: large for a few
+/// questions, but bounded all the same.
+const MAX_TEMPLATES_BYTES: u64 = 1 << 20;
+
+/// The `control` and `templates` files of a package, in one pass over its control member.
+pub fn read_control_member(path: &Path) -> Result<ControlMember> {
     let shown = path.display().to_string();
     let bad = archive_error(&shown);
     let mut ar = ar::Archive::new(BufReader::new(File::open(path).at(path)?));
@@ -223,24 +240,39 @@ pub fn read_control(path: &Path) -> Result<String> {
         let r = decompressor(&ext, &mut member, &name, &shown)?;
         let mut tar = tar::Archive::new(r);
         let unreadable = |e: io::Error| bad(&name, format!("unreadable tar: {e}"));
-        let mut control = None;
+        let (mut control, mut templates) = (None, None);
         for entry in tar.entries().map_err(unreadable)? {
             let mut entry = entry.map_err(unreadable)?;
-            let is_control = matches!(entry.path_bytes().as_ref(), b"./control" | b"control");
-            if is_control && control.is_none() {
-                let mut text = String::new();
-                (&mut entry)
-                    .take(KEEP_BYTES)
-                    .read_to_string(&mut text)
-                    .map_err(|e| bad(&name, format!("control: {e}")))?;
-                control = Some(text);
+            let (slot, file, max) = match entry.path_bytes().as_ref() {
+                b"./control" | b"control" => (&mut control, "control", KEEP_BYTES),
+                b"./templates" | b"templates" => (&mut templates, "templates", MAX_TEMPLATES_BYTES),
+                _ => continue,
+            };
+            if slot.is_some() {
+                continue;
             }
+            if file == "templates" && entry.size() > max {
+                return Err(bad(
+                    &name,
+                    format!(
+                        "{file}: {} bytes, more than the {max} it may have",
+                        entry.size()
+                    ),
+                ));
+            }
+            let mut text = String::new();
+            (&mut entry)
+                .take(max)
+                .read_to_string(&mut text)
+                .map_err(|e| bad(&name, format!("{file}: {e}")))?;
+            *slot = Some(text);
         }
         // Read to the end, so the compressor's own checksum is checked: a corrupt member
         // must not be indexed because its first file happened to decompress.
         let mut rest = tar.into_inner();
         io::copy(&mut rest, &mut io::sink()).map_err(unreadable)?;
-        return control.ok_or_else(|| bad(&name, "has no control file".into()));
+        let control = control.ok_or_else(|| bad(&name, "has no control file".into()))?;
+        return Ok(ControlMember { control, templates });
     }
     Err(bad(
         "control.tar",
@@ -261,7 +293,9 @@ fn decompressor<'a>(
             entry: member.to_owned(),
             message: e.to_string(),
         })?),
-        ".gz" => Box::new(flate2::read::GzDecoder::new(r)),
+        // A data member is several gzip members, one per block, as `gzip -d` and dpkg's
+        // zlib read them.
+        ".gz" => Box::new(flate2::read::MultiGzDecoder::new(r)),
         "" => Box::new(r),
         other => {
             return Err(Error::Archive {

@@ -1,82 +1,92 @@
 //! A deterministic tar writer for deb members: `./`-prefixed names like dpkg-deb's, GNU
 //! headers (with `././@LongLink` entries for long names), uid/gid 0 owned by root, one
-//! mtime for everything.
+//! mtime for everything. An entry's bytes depend on that entry alone, so a run of entries
+//! is the same bytes wherever it stands in an archive ([`crate::deb::data`] relies on it).
 
 use std::io::{self, Read, Write};
 
 use tar::{EntryType, Header};
 
+/// The two zero blocks that end an archive.
+pub const END: [u8; 1024] = [0; 1024];
+
+/// The header bytes of an entry (a `././@LongLink` entry first when the name needs one);
+/// `path` as given to [`TarWriter::dir`] (`None` for the size) or [`TarWriter::file`].
+pub fn entry_header(path: &str, size: Option<u64>, mode: u32, mtime: u64) -> Vec<u8> {
+    let (name, kind, mode, size) = match size {
+        None => (dir_name(path), EntryType::Directory, 0o755, 0),
+        Some(size) => (format!("./{path}"), EntryType::Regular, mode, size),
+    };
+    let mut out = Vec::with_capacity(512);
+    let bytes = name.as_bytes();
+    let mut h = header(kind, mode, size, mtime);
+    if bytes.len() > h.as_old().name.len() {
+        let mut long = header(EntryType::GNULongName, 0o644, bytes.len() as u64 + 1, mtime);
+        long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+        long.set_cksum();
+        out.extend_from_slice(long.as_bytes());
+        out.extend_from_slice(bytes);
+        out.resize((512 + bytes.len() + 1).next_multiple_of(512), 0);
+    }
+    let field = &mut h.as_old_mut().name;
+    let n = bytes.len().min(field.len());
+    field[..n].copy_from_slice(&bytes[..n]);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out
+}
+
+/// The zeros after `size` bytes of content, up to the next 512-byte boundary.
+pub fn padding(size: u64) -> u64 {
+    size.next_multiple_of(512) - size
+}
+
+fn header(kind: EntryType, mode: u32, size: u64, mtime: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_username("root").expect("short name");
+    h.set_groupname("root").expect("short name");
+    h
+}
+
 pub struct TarWriter<W: Write> {
-    inner: tar::Builder<W>,
+    out: W,
     mtime: u64,
 }
 
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W, mtime: u64) -> Self {
-        let mut inner = tar::Builder::new(out);
-        inner.mode(tar::HeaderMode::Deterministic);
-        TarWriter { inner, mtime }
+        TarWriter { out, mtime }
     }
 
     /// `path` is relative to the root, without a leading `./` (empty for the root itself).
     pub fn dir(&mut self, path: &str) -> io::Result<()> {
-        let name = dir_name(path);
-        let mut h = self.header(EntryType::Directory, 0o755, 0);
-        self.append(&mut h, &name, io::empty())
+        self.out
+            .write_all(&entry_header(path, None, 0o755, self.mtime))
     }
 
     pub fn file(&mut self, path: &str, mode: u32, size: u64, data: impl Read) -> io::Result<()> {
-        let mut h = self.header(EntryType::Regular, mode, size);
+        self.out
+            .write_all(&entry_header(path, Some(size), mode, self.mtime))?;
         // A reader that yields fewer bytes than announced would corrupt the archive;
         // `take` plus the check below make a changed source file an error instead.
-        let mut counted = CountingReader {
-            inner: data.take(size),
-            count: 0,
-        };
-        self.append(&mut h, &format!("./{path}"), &mut counted)?;
-        if counted.count != size {
+        let copied = io::copy(&mut data.take(size), &mut self.out)?;
+        if copied != size {
             return Err(io::Error::other(format!(
-                "{path}: expected {size} bytes, read {}; did the file change during the build?",
-                counted.count
+                "{path}: expected {size} bytes, read {copied}; did the file change during the build?"
             )));
         }
-        Ok(())
+        self.out.write_all(&END[..padding(size) as usize])
     }
 
-    pub fn finish(self) -> io::Result<W> {
-        self.inner.into_inner()
-    }
-
-    fn header(&self, kind: EntryType, mode: u32, size: u64) -> Header {
-        let mut h = Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(self.mtime);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_username("root").expect("short name");
-        h.set_groupname("root").expect("short name");
-        h
-    }
-
-    fn append(&mut self, h: &mut Header, name: &str, data: impl Read) -> io::Result<()> {
-        let bytes = name.as_bytes();
-        let field = &mut h.as_old_mut().name;
-        if bytes.len() > field.len() {
-            let mut long = self.header(EntryType::GNULongName, 0o644, bytes.len() as u64 + 1);
-            long.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
-            long.set_cksum();
-            let mut payload = bytes.to_vec();
-            payload.push(0);
-            self.inner.append(&long, &payload[..])?;
-        }
-        let field = &mut h.as_old_mut().name;
-        let n = bytes.len().min(field.len());
-        field.fill(0);
-        field[..n].copy_from_slice(&bytes[..n]);
-        h.set_cksum();
-        self.inner.append(h, data)
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(&END)?;
+        Ok(self.out)
     }
 }
 
@@ -87,69 +97,9 @@ fn dir_name(path: &str) -> String {
     }
 }
 
-/// The exact length of the archive [`TarWriter`] writes for `entries`: each is a path as
-/// given to [`TarWriter::dir`] (`None` for the size) or [`TarWriter::file`] (its size).
-pub fn archive_len<'a>(entries: impl IntoIterator<Item = (&'a str, Option<u64>)>) -> u64 {
-    let header = |name_len: usize| {
-        let long = match name_len > 100 {
-            true => 512 + (name_len as u64 + 1).next_multiple_of(512),
-            false => 0,
-        };
-        long + 512
-    };
-    let mut len = 1024; // the two zero blocks that end the archive
-    for (path, size) in entries {
-        len += match size {
-            None => header(dir_name(path).len()),
-            Some(size) => header(path.len() + 2) + size.next_multiple_of(512),
-        };
-    }
-    len
-}
-
-struct CountingReader<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn archive_len_is_what_the_writer_writes() {
-        let long_dir = "d".repeat(99);
-        let long_file = format!("{long_dir}/{}", "f".repeat(200));
-        let entries: Vec<(&str, Option<u64>)> = vec![
-            ("", None),
-            ("etc", None),
-            (&long_dir, None),
-            ("etc/a", Some(0)),
-            ("etc/b", Some(511)),
-            ("etc/c", Some(512)),
-            ("etc/d", Some(513)),
-            (&long_file, Some(1)),
-        ];
-        let mut w = TarWriter::new(Vec::new(), 0);
-        for (path, size) in &entries {
-            match size {
-                None => w.dir(path).unwrap(),
-                Some(n) => w
-                    .file(path, 0o644, *n, &vec![7u8; *n as usize][..])
-                    .unwrap(),
-            }
-        }
-        let written = w.finish().unwrap().len() as u64;
-        assert_eq!(archive_len(entries), written);
-    }
 
     #[test]
     fn names_keep_dot_slash_and_long_names_survive() {

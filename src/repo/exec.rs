@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic::{sync_filesystem, AtomicFile};
 use crate::error::{Error, IoContext, Result};
-use crate::listener::{Event, Listener};
+use crate::listener::{Event, Listener, Stage};
 
 use super::plan::{Plan, Step};
 
@@ -54,12 +54,19 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// Carries out every step of `plan`, reporting each to `listener`.
+/// Carries out every step of `plan`, reporting each to `listener`, and the count of steps
+/// done as [`Stage::Publish`] progress.
 pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> {
+    const NAME: &str = "repository files";
+    let total = plan.steps.len() as u64;
+    listener.event(Event::Began {
+        stage: Stage::Publish,
+        name: NAME.into(),
+    });
     // Pool copies come first and can be many: they are made durable together, by one
     // filesystem sync before the first step that refers to them, instead of one by one.
     let mut unsynced = false;
-    for step in &plan.steps {
+    let result = plan.steps.iter().enumerate().try_for_each(|(i, step)| {
         listener.event(Event::Step(step.to_string()));
         let batch = matches!(step, Step::CopyDeb { .. });
         if unsynced && !batch {
@@ -68,11 +75,23 @@ pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> 
         }
         apply_with(root, step, !batch)?;
         unsynced |= batch;
-    }
-    if unsynced {
-        sync_filesystem(root)?;
-    }
-    Ok(())
+        listener.event(Event::Progress {
+            stage: Stage::Publish,
+            name: NAME.into(),
+            done: i as u64 + 1,
+            total,
+        });
+        Ok(())
+    });
+    let result = result.and_then(|()| match unsynced {
+        true => sync_filesystem(root),
+        false => Ok(()),
+    });
+    listener.event(Event::Ended {
+        stage: Stage::Publish,
+        name: NAME.into(),
+    });
+    result
 }
 
 /// Carries out one step, durably. Tests call this to stop a publish after any step.

@@ -18,6 +18,8 @@ pub struct NewDeb {
     /// instead of copying `path` again.
     pub staged: Option<PathBuf>,
     pub control: Paragraph,
+    /// Its debconf `templates` control file, if it has one.
+    pub templates: Option<String>,
     pub size: u64,
     pub md5: String,
     pub sha256: String,
@@ -212,6 +214,7 @@ mod tests {
             staged: None,
             path: PathBuf::from(format!("containerd-stack_{version}_{arch}.deb")),
             control: deb822::parse(&control).unwrap().remove(0),
+            templates: None,
             size: 1000,
             md5: "0".repeat(32),
             sha256: format!("{:064}", version.len()),

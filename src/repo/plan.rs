@@ -1,8 +1,8 @@
 //! The planner: from what the repository holds now ([`Current`]) and the packages to add, it
 //! computes every file of the next generation — pool copies, indexes and their by-hash
-//! copies, Release, Release.gpg, InRelease, the client files — and what may be deleted once
-//! that generation is live, as an ordered list of [`Step`]s. It does no I/O: signing is a
-//! computation on keys already loaded, and the clock is an input.
+//! copies, Release, Release.gpg, InRelease, the client files, the index page — and what may
+//! be deleted once that generation is live, as an ordered list of [`Step`]s. It does no
+//! I/O: signing is a computation on keys already loaded, and the clock is an input.
 //!
 //! The order of the steps is what makes a publish safe to interrupt:
 //! 1. new packages into the pool;
@@ -11,12 +11,13 @@
 //! 4. the public keyrings and `containerd-stack.sources`;
 //! 5. `Release`, then `Release.gpg`, then `InRelease` — the file apt reads first, so the new
 //!    generation goes live in that one rename;
-//! 6. the record of by-hash generations;
-//! 7. deletions: pool files no index references any more, by-hash files of generations older
+//! 6. the record of by-hash generations, first-publish dates and debconf templates;
+//! 7. `index.html`, which links only to pool files of live indexes;
+//! 8. deletions: pool files no index references any more, by-hash files of generations older
 //!    than the kept ones.
 //!
 //! Up to step 5 the live InRelease is the old one, and every file it names is still there
-//! (apt fetches indexes by hash, and old by-hash copies are only deleted in step 7); from
+//! (apt fetches indexes by hash, and old by-hash copies are only deleted in step 8); from
 //! step 5 on it is the new one, and everything it names was written before it.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,8 +33,9 @@ use crate::render::rfc2822;
 use crate::sign::{public_keyring, Signer};
 
 use super::packages::{self, Entry, NewDeb};
+use super::page::{self, Page, SigningKey, SuiteView};
 use super::release::{IndexFile, Release};
-use super::{CLIENT_NAME, PLACEHOLDER_URL};
+use super::{debconf, CLIENT_NAME, PAGE, PLACEHOLDER_URL};
 
 /// How many generations of by-hash files are kept besides the live one, as apt-ftparchive
 /// does: a client that read an InRelease up to three publishes ago still finds its indexes.
@@ -102,6 +104,8 @@ pub struct Generation {
 }
 
 /// What a suite's indexes do not say themselves, kept in `<repo>/.state/<suite>.json`.
+/// Fields added later default to empty, so an older record still reads, and an older
+/// publisher still reads this one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuiteState {
     /// By-hash generations, newest first.
@@ -110,6 +114,37 @@ pub struct SuiteState {
     /// may still sit in clients' and proxies' caches, so it must not come back different.
     #[serde(default)]
     pub published: BTreeMap<String, String>,
+    /// When each pool file the suite indexes was first indexed by it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub first_published: BTreeMap<String, FirstPublished>,
+    /// The debconf templates of the newest version of each package the suite indexes, by
+    /// pool file: a key of `templates`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub debconf: BTreeMap<String, String>,
+    /// Templates without their translations, by the sha256 of the text (that of the empty
+    /// text for a package that asks nothing): the versions of a package share one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, String>,
+}
+
+/// When a pool file was first indexed by a suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstPublished {
+    /// The Date of the Release that first listed it, Unix seconds.
+    pub date: u64,
+    /// `date` is a bound only: the file was already indexed when its suite's record began
+    /// to keep dates (or the publish that added it was stopped before its record), and
+    /// this is the Date of the Release that was live then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub or_earlier: bool,
+}
+
+/// Another suite of the repository, as the index page shows it.
+#[derive(Debug, Clone)]
+pub struct OtherSuite {
+    pub release: Release,
+    pub indexes: BTreeMap<(String, String), Vec<Entry>>,
+    pub state: SuiteState,
 }
 
 /// What the repository holds before the publish.
@@ -137,6 +172,12 @@ pub struct Current {
     pub by_hash_files: BTreeSet<String>,
     /// `URIs:` of the `.sources` file the last publish wrote.
     pub url: Option<String>,
+    /// The other suites with a live Release, by name.
+    pub others: BTreeMap<String, OtherSuite>,
+    /// Templates read from pool files whose suite's record has none (published before
+    /// records kept them), for the newest version of each package only: the one the page
+    /// shows. `None`: the package has no templates file.
+    pub templates_read: BTreeMap<String, Option<String>>,
 }
 
 /// One file operation, relative to the repository root.
@@ -189,6 +230,8 @@ pub struct Plan {
     pub url: String,
     /// The two commands that set a client up.
     pub client_commands: Vec<String>,
+    /// What the user should know that does not stop the publish.
+    pub warnings: Vec<String>,
 }
 
 /// Plans the publish of `debs` into the repository described by `current`, signed by every
@@ -199,9 +242,50 @@ pub fn plan(
     signers: &[&Signer],
     opts: &PublishOptions,
 ) -> Result<Plan> {
-    let root = &current.root;
+    check_options(current, debs, signers, opts)?;
     let suite_dir = format!("dists/{}", opts.suite);
-    let at = |rel: &str| root.join(rel);
+    let info = release_info(current, opts)?;
+    let merged = merge_into_pool(current, debs, opts)?;
+    let (indexes, arches) = assign_to_indexes(current, &merged.new, opts)?;
+    let indexes = render_indexes(current, indexes, opts)?;
+    let (added, pool_steps) = pool_copies(current, &merged.new, &indexes.kept);
+    let date = next_date(current, opts)?;
+    let release = next_release(current, opts, info, date, arches, indexes.files.clone());
+    let signed = sign_release(&release, signers, opts.now)?;
+    let client = client_files(current, opts, signers, &release)?;
+    let (state, warnings) = next_state(current, &merged.new, &indexes.kept, &release, opts);
+    let page = index_page(current, signers, &client, &release, &indexes.kept, &state);
+    let steps = order_steps(Steps {
+        current,
+        suite_dir: &suite_dir,
+        pool: pool_steps,
+        indexes: indexes.by_hash.into_iter().chain(indexes.plain).collect(),
+        client: &client,
+        signed,
+        state: &state,
+        page,
+        live_pool: &merged.live_pool,
+        kept: &indexes.kept,
+    });
+    Ok(Plan {
+        steps,
+        release,
+        added,
+        already: merged.already,
+        dropped: indexes.dropped.into_iter().collect(),
+        url: client.url,
+        client_commands: client.commands,
+        warnings,
+    })
+}
+
+/// Names, keys and `--keep` that no repository could be published with.
+fn check_options(
+    current: &Current,
+    debs: &[NewDeb],
+    signers: &[&Signer],
+    opts: &PublishOptions,
+) -> Result<()> {
     for (what, value) in [("suite", &opts.suite), ("component", &opts.component)]
         .into_iter()
         .chain(opts.codename.as_ref().map(|c| ("codename", c)))
@@ -218,17 +302,27 @@ pub fn plan(
             "would empty the index; keep at least 1 version",
         ));
     }
-    let live = current.release.as_ref();
-    if live.is_none() && debs.is_empty() {
+    if current.release.is_none() && debs.is_empty() {
         return Err(Error::Repo {
-            path: root.clone(),
+            path: current.root.clone(),
             message: "no repository there yet and no package given: nothing to publish".into(),
         });
     }
+    Ok(())
+}
 
-    // Changing these makes every client's `apt-get update` fail until the user runs it with
-    // --allow-releaseinfo-change, so they are kept unless explicitly changed.
-    let release_path = at(&format!("{suite_dir}/Release"));
+/// Origin, Label and Codename of the next Release.
+struct ReleaseInfo {
+    origin: String,
+    label: String,
+    codename: String,
+}
+
+/// Changing Origin, Label or Codename makes every client's `apt-get update` fail until the
+/// user runs it with --allow-releaseinfo-change, so they are kept unless explicitly changed.
+fn release_info(current: &Current, opts: &PublishOptions) -> Result<ReleaseInfo> {
+    let live = current.release.as_ref();
+    let release_path = current.root.join(format!("dists/{}/Release", opts.suite));
     let pick = |field: &'static str,
                 given: &Option<String>,
                 old: Option<&String>,
@@ -245,16 +339,35 @@ pub fn plan(
         (None, Some(o)) => Ok(o.clone()),
         (None, None) => Ok(default.to_owned()),
     };
-    let origin = pick("Origin", &opts.origin, live.map(|r| &r.origin), CLIENT_NAME)?;
-    let label = pick("Label", &opts.label, live.map(|r| &r.label), CLIENT_NAME)?;
-    let codename = pick(
-        "Codename",
-        &opts.codename,
-        live.map(|r| &r.codename),
-        &opts.suite,
-    )?;
+    Ok(ReleaseInfo {
+        origin: pick("Origin", &opts.origin, live.map(|r| &r.origin), CLIENT_NAME)?,
+        label: pick("Label", &opts.label, live.map(|r| &r.label), CLIENT_NAME)?,
+        codename: pick(
+            "Codename",
+            &opts.codename,
+            live.map(|r| &r.codename),
+            &opts.suite,
+        )?,
+    })
+}
 
-    // Every pool file is immutable once published: clients and proxies cache it by name.
+/// The new packages that are not in the suite yet, and those that are, byte for byte.
+struct Merged<'a> {
+    new: Vec<(&'a NewDeb, Entry)>,
+    already: Vec<String>,
+    /// Pool files the suite's live indexes reference.
+    live_pool: BTreeSet<String>,
+}
+
+/// Every pool file is immutable once published: clients and proxies cache it by name. A
+/// new package whose pool file was ever published (in any suite) with other bytes is
+/// refused; one with the same bytes is either already indexed here or indexed again.
+fn merge_into_pool<'a>(
+    current: &Current,
+    debs: &'a [NewDeb],
+    opts: &PublishOptions,
+) -> Result<Merged<'a>> {
+    let suite_dir = format!("dists/{}", opts.suite);
     let mut pool: BTreeMap<String, (String, String)> = BTreeMap::new();
     for entries in current.indexes.values() {
         for e in entries {
@@ -271,7 +384,7 @@ pub fn plan(
         pool.entry(filename.clone())
             .or_insert_with(|| (sha256.clone(), "was published earlier".into()));
     }
-    let mut new_entries = Vec::new();
+    let mut new = Vec::new();
     let mut already = Vec::new();
     for deb in debs {
         let e = Entry::from_deb(deb, &opts.component).map_err(|message| Error::Repo {
@@ -287,7 +400,7 @@ pub fn plan(
             }
             Some((sha, from)) => {
                 return Err(Error::Repo {
-                    path: at(&e.filename),
+                    path: current.root.join(&e.filename),
                     message: format!(
                         "{} {} ({}) {from} with sha256 {sha}, and {} differs (sha256 {}): a published version must never change (clients and proxies cache it); raise the package revision and build again",
                         e.package,
@@ -305,24 +418,39 @@ pub fn plan(
                 );
             }
         }
-        new_entries.push((deb, e));
+        new.push((deb, e));
     }
+    Ok(Merged {
+        new,
+        already,
+        live_pool,
+    })
+}
 
-    // Which indexes receive which entries; `all` packages go into every architecture's.
+type Indexes = BTreeMap<(String, String), Vec<Entry>>;
+
+/// Which indexes receive which entries, and the suite's architectures; `all` packages go
+/// into every architecture's index, and a new architecture gets the `all` packages already
+/// there.
+fn assign_to_indexes(
+    current: &Current,
+    new: &[(&NewDeb, Entry)],
+    opts: &PublishOptions,
+) -> Result<(Indexes, BTreeSet<String>)> {
     let mut indexes = current.indexes.clone();
-    let mut arches: BTreeSet<String> = live
+    let mut arches: BTreeSet<String> = current
+        .release
+        .as_ref()
         .map(|r| r.architectures.iter().cloned().collect())
         .unwrap_or_default();
     arches.extend(
-        new_entries
-            .iter()
+        new.iter()
             .map(|(_, e)| e.architecture.clone())
             .filter(|a| a != "all"),
     );
     for arch in &arches {
         let key = (opts.component.clone(), arch.clone());
         if !indexes.contains_key(&key) {
-            // A new architecture gets the component's `all` packages too.
             let all: BTreeMap<&String, &Entry> = indexes
                 .iter()
                 .filter(|((c, _), _)| *c == opts.component)
@@ -334,7 +462,7 @@ pub fn plan(
             indexes.insert(key, all);
         }
     }
-    for (deb, e) in &new_entries {
+    for (deb, e) in new {
         let targets: Vec<&String> = if e.architecture == "all" {
             if arches.is_empty() {
                 return Err(Error::Repo {
@@ -355,23 +483,45 @@ pub fn plan(
             }
         }
     }
+    Ok((indexes, arches))
+}
 
-    // Each index: keep, sort, render; an index whose text did not change keeps its files.
-    let mut files: Vec<IndexFile> = Vec::new();
-    let mut by_hash_steps = Vec::new();
-    let mut plain_steps = Vec::new();
-    let mut dropped = BTreeSet::new();
-    let mut referenced = BTreeSet::new();
-    let mut new_indexed = BTreeMap::new();
+/// The indexes of the next generation, rendered.
+struct RenderedIndexes {
+    /// What the Release lists, sorted by path.
+    files: Vec<IndexFile>,
+    by_hash: Vec<Step>,
+    plain: Vec<Step>,
+    dropped: BTreeSet<String>,
+    /// The entries of every index after `--keep`, sorted.
+    kept: Indexes,
+}
+
+/// Each index: keep, sort, render; an index whose text did not change keeps its files, so
+/// clients' caches and by-hash copies stay valid.
+fn render_indexes(
+    current: &Current,
+    indexes: Indexes,
+    opts: &PublishOptions,
+) -> Result<RenderedIndexes> {
+    let suite_dir = format!("dists/{}", opts.suite);
+    let live = current.release.as_ref();
     let live_file = |path: &str| live.and_then(|r| r.files.iter().find(|f| f.path == path));
+    let mut out = RenderedIndexes {
+        files: Vec::new(),
+        by_hash: Vec::new(),
+        plain: Vec::new(),
+        dropped: BTreeSet::new(),
+        kept: BTreeMap::new(),
+    };
     for ((component, arch), entries) in indexes {
         let (kept, gone) = packages::keep_newest(entries, opts.keep);
         for e in &gone {
-            dropped.insert(format!("{} {} ({arch})", e.package, e.version));
+            out.dropped
+                .insert(format!("{} {} ({arch})", e.package, e.version));
         }
-        referenced.extend(kept.iter().map(|e| e.filename.clone()));
-        new_indexed.extend(kept.iter().map(|e| (e.filename.clone(), e.sha256.clone())));
         let text = packages::render(&kept);
+        out.kept.insert((component.clone(), arch.clone()), kept);
         let dir = format!("{component}/binary-{arch}");
         let names = ["Packages", "Packages.gz", "Packages.xz"].map(|n| format!("{dir}/{n}"));
         let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
@@ -383,10 +533,10 @@ pub fn plan(
                     .all(|f| f.sha512.is_some() && !current.stale.contains(&f.path))
         });
         if let Some(same) = unchanged {
-            files.extend(same);
+            out.files.extend(same);
             continue;
         }
-        let shown = at(&format!("{suite_dir}/{}", names[0]));
+        let shown = current.root.join(format!("{suite_dir}/{}", names[0]));
         let gz = gzip(text.as_bytes(), &shown)?;
         let xz = xz(text.as_bytes(), &shown)?;
         for (name, bytes) in names.iter().zip([text.into_bytes(), gz, xz]) {
@@ -398,40 +548,53 @@ pub fn plan(
             };
             for path in by_hash_paths(&suite_dir, &file) {
                 if !current.by_hash_files.contains(&path) {
-                    by_hash_steps.push(Step::Write {
+                    out.by_hash.push(Step::Write {
                         to: path,
                         bytes: bytes.clone(),
                     });
                 }
             }
-            plain_steps.push(Step::Write {
+            out.plain.push(Step::Write {
                 to: format!("{suite_dir}/{name}"),
                 bytes,
             });
-            files.push(file);
+            out.files.push(file);
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
+    out.files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
 
+/// Pool paths added to an index, and the copies into the pool they need: none for a file
+/// another suite's index already keeps there.
+fn pool_copies(
+    current: &Current,
+    new: &[(&NewDeb, Entry)],
+    kept: &Indexes,
+) -> (Vec<String>, Vec<Step>) {
+    let referenced: BTreeSet<&String> = kept.values().flatten().map(|e| &e.filename).collect();
     let mut added = Vec::new();
-    let mut pool_steps = Vec::new();
-    for (deb, e) in &new_entries {
+    let mut steps = Vec::new();
+    for (deb, e) in new {
         if referenced.contains(&e.filename) && !added.contains(&e.filename) {
             added.push(e.filename.clone());
             if current.elsewhere.contains_key(&e.filename) {
-                continue; // another suite's index keeps it in the pool
+                continue;
             }
-            pool_steps.push(Step::CopyDeb {
+            steps.push(Step::CopyDeb {
                 from: deb.staged.clone().unwrap_or_else(|| deb.path.clone()),
                 to: e.filename.clone(),
                 sha256: e.sha256.clone(),
             });
         }
     }
+    (added, steps)
+}
 
-    // Date only ever increases: apt silently ignores an InRelease older than the one it has.
-    // A Date ahead of the clock is waited for by `publish`, so it never reaches clients;
-    // one too far ahead means a clock is wrong, and no Date would work.
+/// Date only ever increases: apt silently ignores an InRelease older than the one it has.
+/// A Date ahead of the clock is waited for by `publish`, so it never reaches clients; one
+/// too far ahead means a clock is wrong, and no Date would work.
+fn next_date(current: &Current, opts: &PublishOptions) -> Result<u64> {
     let date = match current.last_date {
         Some(last) if last >= opts.now => last + 1,
         _ => opts.now,
@@ -439,7 +602,9 @@ pub fn plan(
     if date > opts.now + MAX_AHEAD {
         let last = date - 1;
         return Err(Error::Repo {
-            path: at(&format!("{suite_dir}/InRelease")),
+            path: current
+                .root
+                .join(format!("dists/{}/InRelease", opts.suite)),
             message: format!(
                 "is dated {}, {} s after this machine's clock ({}), and the next Date must be later still, which clients would refuse as not valid yet: fix whichever clock is wrong, or publish after {}",
                 rfc2822(last),
@@ -449,15 +614,27 @@ pub fn plan(
             ),
         });
     }
+    Ok(date)
+}
+
+fn next_release(
+    current: &Current,
+    opts: &PublishOptions,
+    info: ReleaseInfo,
+    date: u64,
+    arches: BTreeSet<String>,
+    files: Vec<IndexFile>,
+) -> Release {
+    let live = current.release.as_ref();
     let mut components: BTreeSet<String> = live
         .map(|r| r.components.iter().cloned().collect())
         .unwrap_or_default();
     components.insert(opts.component.clone());
-    let release = Release {
-        origin,
-        label,
+    Release {
+        origin: info.origin,
+        label: info.label,
         suite: opts.suite.clone(),
-        codename,
+        codename: info.codename,
         date,
         valid_until: match opts.valid_for_days {
             Some(0) => None,
@@ -470,13 +647,43 @@ pub fn plan(
         architectures: arches.into_iter().collect(),
         components: components.into_iter().collect(),
         files,
-    };
-    let release_text = release.render();
-    // Signed at the clock's time, never after Date: gpgv refuses a signature from the future.
-    let sig_time = opts.now.min(date);
-    let in_release = Signer::clearsign(signers, &release_text, sig_time)?;
-    let release_gpg = Signer::detached_armored_many(signers, release_text.as_bytes(), sig_time)?;
+    }
+}
 
+/// `Release`, `Release.gpg` and `InRelease`.
+struct Signed {
+    release: String,
+    release_gpg: String,
+    in_release: String,
+}
+
+fn sign_release(release: &Release, signers: &[&Signer], now: u64) -> Result<Signed> {
+    let text = release.render();
+    // Signed at the clock's time, never after Date: gpgv refuses a signature from the future.
+    let sig_time = now.min(release.date);
+    Ok(Signed {
+        in_release: Signer::clearsign(signers, &text, sig_time)?,
+        release_gpg: Signer::detached_armored_many(signers, text.as_bytes(), sig_time)?,
+        release: text,
+    })
+}
+
+/// What a client installs: the keyring, the source, and the commands that fetch them.
+struct ClientFiles {
+    /// Ends with `/`.
+    url: String,
+    keyring: Vec<u8>,
+    keyring_armored: String,
+    sources: String,
+    commands: Vec<String>,
+}
+
+fn client_files(
+    current: &Current,
+    opts: &PublishOptions,
+    signers: &[&Signer],
+    release: &Release,
+) -> Result<ClientFiles> {
     let url = opts
         .url
         .clone()
@@ -488,102 +695,277 @@ pub fn plan(
         format!("{url}/")
     };
     let (keyring, keyring_armored) = public_keyring(signers)?;
-    let sources = sources_file(&url, &release);
-    let client_commands = vec![
+    let commands = vec![
         format!("sudo curl -fsSLo /etc/apt/keyrings/{CLIENT_NAME}.gpg {url}{CLIENT_NAME}.gpg"),
         format!(
             "sudo curl -fsSLo /etc/apt/sources.list.d/{CLIENT_NAME}.sources {url}{CLIENT_NAME}.sources"
         ),
     ];
+    Ok(ClientFiles {
+        sources: sources_file(&url, release),
+        url,
+        keyring,
+        keyring_armored,
+        commands,
+    })
+}
 
-    // The new generation, then as many earlier ones as are kept. The live Release is the
-    // latest earlier one even when the record missed it (a publish stopped before writing it).
-    let new_generation = Generation {
-        date,
-        files: release
+/// The suite's next record: the new generation and as many earlier ones as are kept, every
+/// pool file ever indexed, for each indexed one when it was first published, and the
+/// debconf templates of each package's newest version. Also what the user should hear
+/// about templates that cannot be read.
+fn next_state(
+    current: &Current,
+    new: &[(&NewDeb, Entry)],
+    kept: &Indexes,
+    release: &Release,
+    opts: &PublishOptions,
+) -> (SuiteState, Vec<String>) {
+    let mut published = current.state.published.clone();
+    published.extend(
+        kept.values()
+            .flatten()
+            .map(|e| (e.filename.clone(), e.sha256.clone())),
+    );
+    let (debconf, templates, warnings) = debconf_records(current, new, kept);
+    let state = SuiteState {
+        generations: generations(current, release, opts),
+        published,
+        first_published: first_published(current, kept, release),
+        debconf,
+        templates,
+    };
+    (state, warnings)
+}
+
+/// The new generation of by-hash files, then as many earlier ones as are kept. The live
+/// Release is the latest earlier one even when the record missed it (a publish stopped
+/// before writing it).
+fn generations(current: &Current, release: &Release, opts: &PublishOptions) -> Vec<Generation> {
+    let suite_dir = format!("dists/{}", opts.suite);
+    let generation = |r: &Release| Generation {
+        date: r.date,
+        files: r
             .files
             .iter()
             .flat_map(|f| by_hash_paths(&suite_dir, f))
             .collect(),
     };
-    let mut earlier: Vec<Generation> = Vec::new();
-    if let Some(r) = live {
-        earlier.push(Generation {
-            date: r.date,
-            files: r
-                .files
-                .iter()
-                .flat_map(|f| by_hash_paths(&suite_dir, f))
-                .collect(),
-        });
-    }
+    let new = generation(release);
+    let mut earlier: Vec<Generation> = current.release.iter().map(generation).collect();
     for g in &current.state.generations {
         if !earlier.iter().any(|e| e.files == g.files) {
             earlier.push(g.clone());
         }
     }
-    earlier.retain(|g| g.files != new_generation.files);
+    earlier.retain(|g| g.files != new.files);
     earlier.truncate(KEPT_GENERATIONS);
-    let mut published = current.state.published.clone();
-    published.extend(new_indexed.iter().map(|(f, sha)| (f.clone(), sha.clone())));
-    let state = SuiteState {
-        generations: std::iter::once(new_generation).chain(earlier).collect(),
-        published,
-    };
-    let kept_by_hash: BTreeSet<&String> = state.generations.iter().flat_map(|g| &g.files).collect();
-    let state = serde_json::to_vec_pretty(&state).expect("plain data serialises");
+    std::iter::once(new).chain(earlier).collect()
+}
 
+/// When each indexed pool file was first published: as recorded; for one the live Release
+/// indexes without a record (an older publisher's, or a publish stopped before its record),
+/// that Release's Date as a bound; for a new one, the new Date.
+fn first_published(
+    current: &Current,
+    kept: &Indexes,
+    release: &Release,
+) -> BTreeMap<String, FirstPublished> {
+    let live_pool: BTreeSet<&String> = current
+        .indexes
+        .values()
+        .flatten()
+        .map(|e| &e.filename)
+        .collect();
+    kept.values()
+        .flatten()
+        .map(|e| {
+            let f = &e.filename;
+            let first = match (current.state.first_published.get(f), &current.release) {
+                (Some(known), _) if live_pool.contains(f) => *known,
+                (_, Some(live)) if live_pool.contains(f) => FirstPublished {
+                    date: live.date,
+                    or_earlier: true,
+                },
+                _ => FirstPublished {
+                    date: release.date,
+                    or_earlier: false,
+                },
+            };
+            (f.clone(), first)
+        })
+        .collect()
+}
+
+/// The templates of each package's newest version, by pool file, and the texts by their
+/// sha256: from the package when it is new, else as recorded, else as read from the pool.
+/// Only the newest version of a package is shown, and a publish never drops the newest, so
+/// older versions need no record.
+fn debconf_records(
+    current: &Current,
+    new: &[(&NewDeb, Entry)],
+    kept: &Indexes,
+) -> (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    Vec<String>,
+) {
+    let mut warnings = Vec::new();
+    let mut templates = current.state.templates.clone();
+    let mut debconf = BTreeMap::new();
+    let mut keep_text = |text: Option<&str>, shown: &dyn Fn() -> String| -> Option<String> {
+        let reduced = match text.map(debconf::reduce) {
+            None => String::new(),
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                warnings.push(format!(
+                    "{}: its debconf templates cannot be read ({e}); the index page lists no install-time settings for it",
+                    shown()
+                ));
+                return None;
+            }
+        };
+        let key = hex::encode(Sha256::digest(reduced.as_bytes()));
+        templates.entry(key.clone()).or_insert(reduced);
+        Some(key)
+    };
+    let given: BTreeMap<&String, &NewDeb> = new.iter().map(|(d, e)| (&e.filename, *d)).collect();
+    let newest = page::newest_by_package(kept.values().flatten());
+    for f in newest.values().map(|e| &e.filename) {
+        let key = match (given.get(f), current.state.debconf.get(f)) {
+            (Some(deb), _) => {
+                keep_text(deb.templates.as_deref(), &|| deb.path.display().to_string())
+            }
+            (None, Some(known)) => Some(known.clone()),
+            (None, None) => match current.templates_read.get(f) {
+                Some(text) => keep_text(text.as_deref(), &|| f.clone()),
+                None => None,
+            },
+        };
+        if let Some(key) = key {
+            debconf.insert(f.clone(), key);
+        }
+    }
+    let used: BTreeSet<&String> = debconf.values().collect();
+    templates.retain(|k, _| used.contains(k));
+    (debconf, templates, warnings)
+}
+
+/// `index.html`: every suite of the repository as the next generation has it.
+fn index_page(
+    current: &Current,
+    signers: &[&Signer],
+    client: &ClientFiles,
+    release: &Release,
+    kept: &Indexes,
+    state: &SuiteState,
+) -> Vec<u8> {
+    let mut suites = vec![SuiteView {
+        release,
+        indexes: kept,
+        state,
+    }];
+    suites.extend(current.others.values().map(|o| SuiteView {
+        release: &o.release,
+        indexes: &o.indexes,
+        state: &o.state,
+    }));
+    suites.sort_by(|a, b| a.release.suite.cmp(&b.release.suite));
+    let keys = signers
+        .iter()
+        .map(|s| SigningKey {
+            fingerprint: s.fingerprint(),
+            user_id: s.user_id().unwrap_or_default(),
+            created: s.created(),
+        })
+        .collect();
+    page::render(&Page {
+        published: release,
+        url: &client.url,
+        commands: &client.commands,
+        keys,
+        suites,
+        templates_read: &current.templates_read,
+    })
+    .into_bytes()
+}
+
+/// Everything `order_steps` puts in order.
+struct Steps<'a> {
+    current: &'a Current,
+    suite_dir: &'a str,
+    pool: Vec<Step>,
+    indexes: Vec<Step>,
+    client: &'a ClientFiles,
+    signed: Signed,
+    state: &'a SuiteState,
+    page: Vec<u8>,
+    live_pool: &'a BTreeSet<String>,
+    kept: &'a Indexes,
+}
+
+/// The order the module's documentation explains: everything a Release names before it,
+/// InRelease as the switch, deletions last.
+fn order_steps(s: Steps) -> Vec<Step> {
     let write = |to: String, bytes: Vec<u8>| Step::Write { to, bytes };
-    let mut steps = pool_steps;
-    steps.extend(by_hash_steps);
-    steps.extend(plain_steps);
-    steps.push(write(format!("{CLIENT_NAME}.gpg"), keyring));
+    let suite_dir = s.suite_dir;
+    let state_file = suite_dir
+        .strip_prefix("dists/")
+        .map(state_path)
+        .expect("a suite directory");
+    let mut steps = s.pool;
+    steps.extend(s.indexes);
+    steps.push(write(
+        format!("{CLIENT_NAME}.gpg"),
+        s.client.keyring.clone(),
+    ));
     steps.push(write(
         format!("{CLIENT_NAME}.asc"),
-        keyring_armored.into_bytes(),
+        s.client.keyring_armored.clone().into_bytes(),
     ));
     steps.push(write(
         format!("{CLIENT_NAME}.sources"),
-        sources.into_bytes(),
+        s.client.sources.clone().into_bytes(),
     ));
     steps.push(write(
         format!("{suite_dir}/Release"),
-        release_text.into_bytes(),
+        s.signed.release.into_bytes(),
     ));
     steps.push(write(
         format!("{suite_dir}/Release.gpg"),
-        release_gpg.into_bytes(),
+        s.signed.release_gpg.into_bytes(),
     ));
     steps.push(write(
         format!("{suite_dir}/InRelease"),
-        in_release.into_bytes(),
+        s.signed.in_release.into_bytes(),
     ));
-    steps.push(write(state_path(&opts.suite), state));
-    for path in live_pool.difference(&referenced) {
-        if !current.elsewhere.contains_key(path) {
+    steps.push(write(
+        state_file,
+        serde_json::to_vec_pretty(s.state).expect("plain data serialises"),
+    ));
+    steps.push(write(PAGE.to_owned(), s.page));
+    let referenced: BTreeSet<&String> = s.kept.values().flatten().map(|e| &e.filename).collect();
+    for path in s.live_pool {
+        if !referenced.contains(path) && !s.current.elsewhere.contains_key(path) {
             steps.push(Step::Remove { path: path.clone() });
         }
     }
-    for path in &current.by_hash_files {
+    let kept_by_hash: BTreeSet<&String> =
+        s.state.generations.iter().flat_map(|g| &g.files).collect();
+    for path in &s.current.by_hash_files {
         if !kept_by_hash.contains(path) {
             steps.push(Step::Remove { path: path.clone() });
         }
     }
-
-    Ok(Plan {
-        steps,
-        release,
-        added,
-        already,
-        dropped: dropped.into_iter().collect(),
-        url,
-        client_commands,
-    })
+    steps
 }
 
-/// Where the record of by-hash generations of `suite` lives, relative to the root.
+/// Where the suites' records live, relative to the root.
+pub const STATE_DIR: &str = ".state";
+
+/// Where the record of `suite` lives, relative to the root.
 pub fn state_path(suite: &str) -> String {
-    format!(".state/{suite}.json")
+    format!("{STATE_DIR}/{suite}.json")
 }
 
 /// `dists/<suite>/<dir>/by-hash/SHA256/<hex>` and the SHA512 one, for a listed index.
@@ -670,6 +1052,7 @@ mod tests {
             staged: None,
             path: PathBuf::from(format!("/in/{version}_{arch}.deb")),
             control: deb822::parse(&control).unwrap().remove(0),
+            templates: None,
             size: 10,
             md5: "0".repeat(32),
             sha256: hex::encode(Sha256::digest(format!("{version}{arch}"))),
@@ -694,13 +1077,155 @@ mod tests {
                 }
             }
         }
+        let state = plan
+            .steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Write { to, bytes } if to == ".state/stable.json" => {
+                    Some(serde_json::from_slice(bytes).unwrap())
+                }
+                _ => None,
+            })
+            .unwrap();
         Current {
             root: PathBuf::from("/repo"),
             release: Some(plan.release.clone()),
             last_date: Some(plan.release.date),
             indexes,
+            state,
             ..Current::default()
         }
+    }
+
+    fn page(plan: &Plan) -> String {
+        plan.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Write { to, bytes } if to == "index.html" => {
+                    Some(String::from_utf8(bytes.clone()).unwrap())
+                }
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    const POOL: &str = "pool/main/c/containerd-stack/containerd-stack";
+
+    #[test]
+    fn each_pool_file_keeps_the_date_it_was_first_published() {
+        let s = signer();
+        let first = plan(
+            &Current::default(),
+            &[deb("1.0-1", "amd64")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let mut later = opts();
+        later.now = T + 86_400;
+        let next = plan(&after(&first), &[deb("1.0-2", "amd64")], &[&s], &later).unwrap();
+        let state = after(&next).state;
+        let dated = |v: &str| state.first_published[&format!("{POOL}_{v}_amd64.deb")];
+        let exact = |date| FirstPublished {
+            date,
+            or_earlier: false,
+        };
+        assert_eq!(dated("1.0-1"), exact(T));
+        assert_eq!(dated("1.0-2"), exact(T + 86_400));
+        let html = page(&next);
+        assert!(
+            html.contains("<time datetime=\"2027-01-15T08:00:00Z\">"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<time datetime=\"2027-01-16T08:00:00Z\">"),
+            "{html}"
+        );
+        assert!(!html.contains("≤ "), "every date is known: {html}");
+        let row = |v: &str| html.find(&format!("containerd-stack_{v}_amd64\"")).unwrap();
+        assert!(row("1.0-2") < row("1.0-1"), "newest first");
+    }
+
+    #[test]
+    fn a_record_from_before_dates_were_kept_dates_what_is_indexed_by_the_live_release() {
+        let s = signer();
+        let first = plan(
+            &Current::default(),
+            &[deb("1.0-1", "amd64")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let mut old = after(&first);
+        // What an older publisher wrote: generations and pool files, nothing else.
+        old.state.first_published.clear();
+        old.state.debconf.clear();
+        old.state.templates.clear();
+        let mut later = opts();
+        later.now = T + 600;
+        let next = plan(&old, &[deb("1.0-2", "amd64")], &[&s], &later).unwrap();
+        let state = after(&next).state;
+        assert_eq!(
+            state.first_published[&format!("{POOL}_1.0-1_amd64.deb")],
+            FirstPublished {
+                date: T,
+                or_earlier: true
+            }
+        );
+        assert_eq!(
+            state.first_published[&format!("{POOL}_1.0-2_amd64.deb")].date,
+            T + 600
+        );
+        assert!(page(&next).contains("≤ <time datetime=\"2027-01-15T08:00:00Z\">"));
+        // The record of an older publisher still reads.
+        let legacy: SuiteState =
+            serde_json::from_str(r#"{"generations":[],"published":{"pool/x.deb":"00"}}"#).unwrap();
+        assert_eq!(legacy.published["pool/x.deb"], "00");
+        assert!(legacy.first_published.is_empty());
+    }
+
+    #[test]
+    fn the_page_shows_the_preseedable_questions_of_the_newest_version() {
+        let s = signer();
+        let with = |version: &str, default: &str| {
+            let mut d = deb(version, "amd64");
+            d.templates = Some(format!(
+                "Template: containerd-stack/sandbox_image\nType: string\nDefault: {default}\nDescription: Sandbox image for Kubernetes pods:\n It holds the pod's namespaces.\nDescription-de.UTF-8: Sandbox-Abbild\n"
+            ));
+            d
+        };
+        let first = plan(
+            &Current::default(),
+            &[with("1.0-1", "pause:3.9")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let state = after(&first).state;
+        assert_eq!(state.templates.len(), 1);
+        assert!(
+            !state.templates.values().any(|t| t.contains("Abbild")),
+            "translations are not kept"
+        );
+        let next = plan(
+            &after(&first),
+            &[with("1.0-2", "pause:3.10")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        let html = page(&next);
+        assert!(html.contains("echo &#39;containerd-stack containerd-stack/sandbox_image string pause:3.10&#39; | sudo debconf-set-selections"), "{html}");
+        assert!(
+            !html.contains("pause:3.9"),
+            "only the newest version's questions: {html}"
+        );
+        // A templates file that cannot be read is said, not fatal.
+        let mut bad = deb("1.0-3", "amd64");
+        bad.templates = Some("Template: x\n".into());
+        let third = plan(&after(&next), &[bad], &[&s], &opts()).unwrap();
+        assert_eq!(third.warnings.len(), 1, "{:?}", third.warnings);
+        assert!(third.warnings[0].starts_with("/in/1.0-3_amd64.deb: its debconf templates cannot be read (template x has no Type field)"), "{:?}", third.warnings);
     }
 
     fn paths(plan: &Plan) -> Vec<String> {
@@ -738,7 +1263,12 @@ mod tests {
         assert!(pos("containerd-stack.sources") < pos("dists/stable/Release"));
         assert!(pos("dists/stable/Release") < pos("dists/stable/Release.gpg"));
         assert!(pos("dists/stable/Release.gpg") < pos("dists/stable/InRelease"));
-        assert_eq!(pos(".state/stable.json"), p.len() - 1);
+        assert_eq!(pos(".state/stable.json"), pos("dists/stable/InRelease") + 1);
+        assert_eq!(
+            pos("index.html"),
+            p.len() - 1,
+            "the page comes last, after the record"
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Reads what a repository holds, from the repository itself: the live Release (InRelease's
 //! signed text, else Release), the entries of every index it lists, the record of by-hash
-//! generations, the by-hash files on disk and the URL of the last `.sources`. Nothing else is
-//! kept on the side: the indexes already carry every package's fields, size and hashes, so
-//! no published package is ever opened again. Also inspects the packages to add: their
-//! control file and hashes, never their payload.
+//! generations, the by-hash files on disk and the URL of the last `.sources`, and the other
+//! suites for the index page. Nothing else is kept on the side: the indexes already carry
+//! every package's fields, size and hashes, so no published package is opened again (but
+//! once, for its debconf templates, if its record predates them). Also inspects the
+//! packages to add: their control file, templates and hashes, never their payload.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -13,18 +14,19 @@ use std::path::{Path, PathBuf};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use crate::deb::read::read_control;
+use crate::deb::read::read_control_member;
 use crate::error::{Error, IoContext, Result};
 
 use super::deb822;
 use super::packages::{self, Entry, NewDeb};
-use super::plan::{state_path, Current, SuiteState};
+use super::page::newest_by_package;
+use super::plan::{Current, OtherSuite, SuiteState, STATE_DIR};
 use super::release::{cleartext, Release};
 use super::CLIENT_NAME;
 
 /// Reads the state of `suite` in the repository at `root`; an empty or missing directory is
 /// a repository with nothing in it yet. The other suites are read too, for the pool files
-/// they share with this one.
+/// they share with this one and for the index page.
 pub fn read_current(root: &Path, suite: &str) -> Result<Current> {
     let this = read_suite(root, suite)?;
     let mut current = Current {
@@ -35,38 +37,35 @@ pub fn read_current(root: &Path, suite: &str) -> Result<Current> {
         stale: this.stale,
         ..Current::default()
     };
+    let mut records = read_records(root)?;
+    for name in records.values().flat_map(|r| r.published.iter()) {
+        current.published.insert(name.0.clone(), name.1.clone());
+    }
+    current.state = records.remove(suite).unwrap_or_default();
     for other in dir_names(&root.join("dists"))? {
         if other == suite {
             continue;
         }
-        for entries in read_suite(root, &other)?.indexes.into_values() {
-            for e in entries {
-                current
-                    .elsewhere
-                    .insert(e.filename, (e.sha256, format!("dists/{other}")));
-            }
+        let read = read_suite(root, &other)?;
+        for e in read.indexes.values().flatten() {
+            current.elsewhere.insert(
+                e.filename.clone(),
+                (e.sha256.clone(), format!("dists/{other}")),
+            );
+        }
+        if let Some(release) = read.release {
+            let state = records.remove(&other).unwrap_or_default();
+            current.others.insert(
+                other,
+                OtherSuite {
+                    release,
+                    indexes: read.indexes,
+                    state,
+                },
+            );
         }
     }
-    let state_dir = root.join(
-        Path::new(&state_path(suite))
-            .parent()
-            .expect("in a directory"),
-    );
-    for name in file_names(&state_dir)? {
-        let Some(s) = name.strip_suffix(".json") else {
-            continue;
-        };
-        let path = state_dir.join(&name);
-        let bytes = fs::read(&path).at(&path)?;
-        let record = serde_json::from_slice::<SuiteState>(&bytes).map_err(|e| Error::Repo {
-            path: path.clone(),
-            message: format!("not a publish record ({e}); delete it to start a new record"),
-        })?;
-        current.published.extend(record.published.clone());
-        if s == suite {
-            current.state = record;
-        }
-    }
+    current.templates_read = read_missing_templates(root, &current)?;
     current.by_hash_files = list_by_hash(root, suite)?;
 
     let sources = root.join(format!("{CLIENT_NAME}.sources"));
@@ -82,6 +81,52 @@ pub fn read_current(root: &Path, suite: &str) -> Result<Current> {
             });
     }
     Ok(current)
+}
+
+/// Every suite's record in `.state/`, by suite.
+fn read_records(root: &Path) -> Result<BTreeMap<String, SuiteState>> {
+    let state_dir = root.join(STATE_DIR);
+    let mut out = BTreeMap::new();
+    for name in file_names(&state_dir)? {
+        let Some(s) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let path = state_dir.join(&name);
+        let bytes = fs::read(&path).at(&path)?;
+        let record = serde_json::from_slice::<SuiteState>(&bytes).map_err(|e| Error::Repo {
+            path: path.clone(),
+            message: format!("not a publish record ({e}); delete it to start a new record"),
+        })?;
+        out.insert(s.to_owned(), record);
+    }
+    Ok(out)
+}
+
+/// The index page shows the debconf questions of the newest version of each package. A
+/// record from before templates were kept has none for it: that one pool file's control
+/// member is read, once, since the next publish of the suite records it.
+fn read_missing_templates(
+    root: &Path,
+    current: &Current,
+) -> Result<BTreeMap<String, Option<String>>> {
+    let suites = std::iter::once((&current.indexes, &current.state))
+        .chain(current.others.values().map(|o| (&o.indexes, &o.state)));
+    let mut out = BTreeMap::new();
+    for (indexes, state) in suites {
+        for e in newest_by_package(indexes.values().flatten()).values() {
+            if state.debconf.contains_key(&e.filename) || out.contains_key(&e.filename) {
+                continue;
+            }
+            let path = root.join(&e.filename);
+            // A pool file that is missing (a partial copy of a repository) or unreadable has
+            // nothing to show, and the page is no reason to stop a publish: `repo verify` is
+            // what reports such a file.
+            if let Ok(member) = read_control_member(&path) {
+                out.insert(e.filename.clone(), member.templates);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What one suite's files say.
@@ -265,8 +310,8 @@ pub fn inspect_deb(path: &Path) -> Result<NewDeb> {
 
 fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
     crate::deb::read::check_layout(path)?;
-    let control = read_control(path)?;
-    let control = deb822::parse(&control)
+    let member = read_control_member(path)?;
+    let control = deb822::parse(&member.control)
         .ok()
         .and_then(|mut ps| (!ps.is_empty()).then(|| ps.remove(0)))
         .ok_or_else(|| Error::Repo {
@@ -292,6 +337,7 @@ fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
         staged: None,
         path: PathBuf::from(path),
         control,
+        templates: member.templates,
         size,
         md5,
         sha256,

@@ -1,6 +1,7 @@
 //! A static file server on 127.0.0.1 with a random port, one thread per connection. It
 //! records every path requested so tests can assert on what was (not) downloaded, and can
-//! answer a path with a redirect, as GitHub does for release downloads.
+//! answer a path with a redirect, as GitHub does for release downloads. Like a web server
+//! hosting a repository, it answers a directory with its `index.html`, as `text/html`.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -163,7 +164,16 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
         )?;
         return stream.shutdown(Shutdown::Both);
     }
-    let file = safe_join(root, &path).and_then(|p| std::fs::File::open(p).ok());
+    // As a web server does: a directory is answered with its index.html.
+    let local = safe_join(root, &percent_decode(&path)).map(|p| match p.is_dir() {
+        true => p.join("index.html"),
+        false => p,
+    });
+    let content_type = match local.as_ref().and_then(|p| p.extension()?.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    let file = local.and_then(|p| std::fs::File::open(p).ok());
     match (method, file) {
         ("GET" | "HEAD", Some(mut f)) if f.metadata()?.is_file() => {
             let mut body = Vec::new();
@@ -175,7 +185,7 @@ fn handle(mut stream: TcpStream, root: &Path, state: &Mutex<State>) -> std::io::
             };
             write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n{length_header}Connection: close\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{length_header}Connection: close\r\n\r\n"
             )?;
             if method == "GET" {
                 match fault {
@@ -255,6 +265,29 @@ fn reset(stream: &TcpStream) {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         );
     }
+}
+
+/// `%7e` → `~`: apt and browsers escape some characters of file names.
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn safe_join(root: &Path, url_path: &str) -> Option<PathBuf> {

@@ -1,7 +1,8 @@
 //! `cargo xtask chaos`: the build under faults a CI pipeline meets — `kill -9` at random
 //! points, two builds sharing one cache at once, a full disk as `--out` and as `--cache`.
-//! After each: `--out` holds nothing new or complete packages, the cache holds only entries
-//! that verify, and the next run succeeds.
+//! After each: `--out` holds nothing new, or complete files of a build in the order it names
+//! them (package, SBOM, `.buildinfo`, `.changes`), the cache holds only entries that verify,
+//! and the next run succeeds.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -42,14 +43,19 @@ pub fn run(args: Args) -> Result<()> {
     // How long an undisturbed cold build takes, to aim the kills inside it.
     let cache = work.path().join("cache");
     let out = work.path().join("out");
+    // The command first: making it compiles the release binary, which is no part of the
+    // build the kills aim at.
+    let mut reference = build_cmd(&work.path().join("cache-ref"), &work.path().join("out-ref"))?;
     let start = Instant::now();
-    process::run(&mut build_cmd(
-        &work.path().join("cache-ref"),
-        &work.path().join("out-ref"),
-    )?)?;
+    process::run(&mut reference)?;
     let cold = start.elapsed();
     let reference =
         only_package(&work.path().join("out-ref"))?.context("reference build made nothing")?;
+    ensure!(
+        outputs(&reference).iter().all(|p| p.exists()),
+        "the reference build did not write all of {:?}",
+        outputs(&reference)
+    );
     let reference_hash = sha256_file(&reference)?;
     println!("ok  reference build: {:.1}s", cold.as_secs_f64());
 
@@ -77,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         std::thread::sleep(at);
         let _ = child.kill();
         let status = child.wait()?;
-        check_out(&out)?;
+        check_out(&out, &reference)?;
         check_cache(&cache)?;
         println!(
             "ok  kill -9 after {:.2}s ({}): --out and the cache are consistent",
@@ -94,6 +100,10 @@ pub fn run(args: Args) -> Result<()> {
     ensure!(
         sha256_file(&after)? == reference_hash,
         "the build after the kills differs from the reference"
+    );
+    ensure!(
+        check_out(&out, &reference)? == outputs(&reference).len(),
+        "the build after the kills did not write everything"
     );
     println!("ok  the next build succeeds and is byte-identical to the reference");
 
@@ -115,6 +125,10 @@ pub fn run(args: Args) -> Result<()> {
             sha256_file(&p)? == reference_hash,
             "{}: differs from the reference",
             p.display()
+        );
+        ensure!(
+            check_out(&work.path().join(dir), &reference)? == outputs(&reference).len(),
+            "{dir}: a concurrent build did not write everything"
         );
     }
     check_cache(&shared)?;
@@ -152,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
                 "more than one line on a full {what}: {stderr}"
             );
             ensure!(line.contains("No space left on device"), "{line}");
-            check_out(&out)?;
+            check_out(&out, &reference)?;
             check_cache(&cache)?;
             println!("ok  full {what}: one line ({line}); nothing partial");
             Ok(())
@@ -163,30 +177,75 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The one package in `out`, if any; anything else there is an error.
-fn only_package(out: &Path) -> Result<Option<PathBuf>> {
-    let mut found = None;
-    let Ok(rd) = std::fs::read_dir(out) else {
-        return Ok(None);
-    };
-    for e in rd {
-        let p = e?.path();
-        if p.extension().is_some_and(|x| x == "deb") && found.is_none() {
-            found = Some(p);
-        } else {
-            bail!("{}: left in --out", p.display());
-        }
-    }
-    Ok(found)
+/// What a one-architecture build names beside its package `deb`, in the order it names
+/// them: the package, its SBOM, the upload's .buildinfo and .changes.
+fn outputs(deb: &Path) -> Vec<PathBuf> {
+    ["deb", "spdx.json", "buildinfo", "changes"]
+        .into_iter()
+        .map(|ext| deb.with_extension(ext))
+        .collect()
 }
 
-/// `--out` holds nothing or one complete, valid package.
-fn check_out(out: &Path) -> Result<()> {
+fn names(dir: &Path) -> Result<Vec<String>> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    rd.map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// The one package in `out`, if any; anything there but it and what is named beside it is
+/// an error.
+fn only_package(out: &Path) -> Result<Option<PathBuf>> {
+    let names = names(out)?;
+    let debs: Vec<&String> = names.iter().filter(|n| n.ends_with(".deb")).collect();
+    let deb = match debs[..] {
+        [] => None,
+        [one] => Some(out.join(one)),
+        _ => bail!(
+            "{}: more than one package in --out: {debs:?}",
+            out.display()
+        ),
+    };
+    let expected: Vec<PathBuf> = deb.as_deref().map(outputs).unwrap_or_default();
+    for n in &names {
+        let p = out.join(n);
+        ensure!(expected.contains(&p), "{}: left in --out", p.display());
+    }
+    Ok(deb)
+}
+
+/// `--out` holds nothing, or the first files of what a build names in the order it names
+/// them, each whole and the same as the reference build's. Returns how many.
+fn check_out(out: &Path, reference: &Path) -> Result<usize> {
+    let present = names(out)?;
+    let expected = outputs(reference);
+    let n = present.len();
+    for want in &expected[..n.min(expected.len())] {
+        let name = want.file_name().expect("a file name");
+        let p = out.join(name);
+        ensure!(
+            p.exists(),
+            "{}: {} is missing while files named after it are there: {present:?}",
+            out.display(),
+            name.to_string_lossy()
+        );
+        ensure!(
+            std::fs::read(&p)? == std::fs::read(want)?,
+            "{}: incomplete or different from the reference build's",
+            p.display()
+        );
+    }
+    ensure!(
+        n <= expected.len(),
+        "{}: left in --out: {present:?}",
+        out.display()
+    );
     if let Some(p) = only_package(out)? {
         verify_deb(&p, None)
             .with_context(|| format!("{}: incomplete package in --out", p.display()))?;
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Every downloaded asset in the cache matches the hash it is named by; every build blob

@@ -75,6 +75,10 @@ const INSTALL_SCENARIO: &str = include_str!("e2e/install.sh");
 const REPO_SCENARIO: &str = include_str!("e2e/repo.sh");
 const CONTAINER_SCRIPT: &str = include_str!("e2e/container.sh");
 
+/// What the package makes in /etc/containerd: the generated config, and the registry hosts
+/// directory the CRI's config_path points at (empty: the e2e preseeds no mirror).
+const GENERATED_IN_ETC: &[&str] = &["certs.d", "config.toml"];
+
 /// Revision 2 also moves the default sandbox image, as a new revision does when
 /// Kubernetes moves on: that is what shows an untouched config being regenerated.
 const REVISION_2_SANDBOX_IMAGE: &str = "e2e.invalid/pause:revision-2";
@@ -495,7 +499,7 @@ fn judge_install_scenario(
             r.running(&upgrade)?;
             r.installed(&upgrade, &v2)?;
             r.same_config(&upgrade, &edited, "Debian's config.toml, as edited")?;
-            r.etc_containerd(&upgrade, Some(&["config.toml"]))?;
+            r.etc_containerd(&upgrade, Some(GENERATED_IN_ETC))?;
             r.rc_ok(&format!("{p}-purge-old"))?;
             r.same_config(&format!("{p}-purge-old"), &edited, "the edited config.toml")?;
             r.rc_ok(&format!("{p}-restart"))?;
@@ -530,7 +534,7 @@ fn judge_install_scenario(
             r.installed(&upgrade, &v2)?;
             // The generated file replaced an unedited one: the package's own, regenerated.
             r.config(&upgrade, true, default2)?;
-            r.etc_containerd(&upgrade, Some(&["config.toml"]))?;
+            r.etc_containerd(&upgrade, Some(GENERATED_IN_ETC))?;
             let generated = booted.read(&format!("{upgrade}.config.toml"))?;
             r.rc_ok(&format!("{p}-purge-old"))?;
             r.same_config(
@@ -770,6 +774,7 @@ impl Records<'_> {
     }
 
     /// The names in /etc/containerd after `step` are `want` (`None`: the directory is gone).
+    /// What /etc/containerd holds after `step`: `want`, by name, or nothing at all (`None`).
     fn etc_containerd(&self, step: &str, want: Option<&[&str]>) -> Result<()> {
         let listed = self.log(&format!("{step}.etc-containerd"))?;
         let found = match self.0.read(&format!("{step}.etc-containerd.rc"))?.trim() {

@@ -174,18 +174,14 @@ impl RealRelease {
         level: u32,
     ) -> containerd_stack::BuildOptions {
         containerd_stack::BuildOptions {
-            arches: vec![self.arch],
-            out_dir,
-            fetch: containerd_stack::fetch::FetchOptions {
-                mirror: Some(mirror.to_owned()),
-                cache_dir,
-                offline: false,
-            },
             compression,
             level,
-            source_date_epoch: None,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            signer: None,
+            ..containerd_stack::BuildOptions::new(
+                vec![self.arch],
+                out_dir,
+                Some(mirror.to_owned()),
+                cache_dir,
+            )
         }
     }
 

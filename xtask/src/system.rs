@@ -371,6 +371,7 @@ fn dpkg_deb(
         "usr/lib/systemd/system/containerd.service".to_owned(),
         format!("{doc}/copyright"),
         format!("{doc}/changelog.Debian.gz"),
+        format!("{doc}/sbom.spdx.json"),
     ]);
     for path in &expected {
         ensure!(
