@@ -66,6 +66,23 @@ fn kernel_expect(answer: bool, loaded_before: bool) -> kernel::Expect {
     }
 }
 
+/// What the scenario does before each upgrade, so that what it applies shows.
+const RESET: &str = "the three settings set to 0 before it (those that exist)";
+
+/// `step`: what the installation applied undone (br_netfilter unloaded, IP forwarding off),
+/// then systemd-modules-load and systemd-sysctl run again, as at a boot; they must apply
+/// the package's files when debconf's `answer` was true, and nothing when it was false.
+fn next_boot(r: &Records, step: &str, answer: bool, package: &str) -> Result<String> {
+    r.rc_ok(&format!("{step}.undo"))?;
+    let undone = kernel::undone(&State::read(r, &format!("{step}.undone"))?)?;
+    r.rc_ok(step)?;
+    let state = State::read(r, step)?;
+    let found = kernel::judge(&state, kernel_expect(answer, false), package)?;
+    Ok(format!(
+        "undone ({undone}), then systemd-modules-load and systemd-sysctl run again: {found}"
+    ))
+}
+
 /// A set's records; with `breakages`, those of the breakages made after its pod was down.
 /// With `major_to`, those of the major upgrade from it to that set, before the purge.
 pub fn judge_set(j: &Judged, breakages: bool, major_to: Option<&Set>) -> Result<()> {
@@ -107,22 +124,11 @@ pub fn judge_set(j: &Judged, breakages: bool, major_to: Option<&Set>) -> Result<
         },
     )?;
     check(
-        &format!("{label}: kernel prerequisites at the next boot"),
-        || {
-            let mut detail = String::new();
-            if k.install {
-                r.rc_ok(&format!("{p}.boot.undo"))?;
-                let undone = kernel::undone(&State::read(r, &format!("{p}.boot.undone"))?)?;
-                detail = format!("undone ({undone}), then ");
-            }
-            r.rc_ok(&format!("{p}.boot"))?;
-            let state = State::read(r, &format!("{p}.boot"))?;
-            let found = kernel::judge(&state, kernel_expect(k.install, false), package)?;
-            Ok((
-                (),
-                format!("{detail}systemd-modules-load and systemd-sysctl run again: {found}"),
-            ))
-        },
+        &format!(
+            "{label}: kernel prerequisites at the next boot, debconf {}",
+            k.install
+        ),
+        || Ok(((), next_boot(r, &format!("{p}.boot"), k.install, package)?)),
     )?;
     let up = r.cri(&format!("{p}.up"))?;
     up.done()?;
@@ -204,10 +210,10 @@ pub fn judge_set(j: &Judged, breakages: bool, major_to: Option<&Set>) -> Result<
             k.upgrade
         ),
         || {
-            r.rc_ok(&format!("{p}.upgrade.forwarding-off"))?;
+            r.rc_ok(&format!("{p}.upgrade.reset"))?;
             let state = State::read(r, &format!("{p}.upgrade"))?;
             let found = kernel::judge(&state, kernel_expect(k.upgrade, k.install), package)?;
-            Ok(((), format!("IP forwarding set to 0 before it; {found}")))
+            Ok(((), format!("{RESET}; {found}")))
         },
     )?;
     let after = r.cri(&format!("{p}.after"))?;
@@ -219,6 +225,18 @@ pub fn judge_set(j: &Judged, breakages: bool, major_to: Option<&Set>) -> Result<
     let down = r.cri(&format!("{p}.down"))?;
     down.done()?;
     checks(&label, &judge::down(&down))?;
+    check(
+        &format!(
+            "{label}: kernel prerequisites at the next boot after the upgrade, debconf {}",
+            k.upgrade
+        ),
+        || {
+            Ok((
+                (),
+                next_boot(r, &format!("{p}.down.boot"), k.upgrade, package)?,
+            ))
+        },
+    )?;
     if breakages {
         judge_breakages(j)?;
     }
@@ -326,12 +344,13 @@ fn judge_major(j: &Judged, to: &Set, edited_hosts: &str) -> Result<()> {
     check(
         &format!("{label}: kernel prerequisites, debconf {}", k.major),
         || {
-            r.rc_ok("major.upgrade.forwarding-off")?;
+            r.rc_ok("major.upgrade.reset")?;
             r.rc_ok("major.upgrade.preseed")?;
             let state = State::read(r, "major.upgrade")?;
-            let expect = kernel_expect(k.major, k.install || k.upgrade);
+            // The boot after the last upgrade left br_netfilter loaded only if it applied.
+            let expect = kernel_expect(k.major, k.upgrade);
             let found = kernel::judge(&state, expect, package)?;
-            Ok(((), format!("IP forwarding set to 0 before it; {found}")))
+            Ok(((), format!("{RESET}; {found}")))
         },
     )?;
     let up = r.cri("major.up")?;
@@ -339,12 +358,21 @@ fn judge_major(j: &Judged, to: &Set, edited_hosts: &str) -> Result<()> {
     checks(&label, &judge::up(&up, &et))?;
     check(
         &format!(
-            "{label}: the image pulled through the mirror by {}",
+            "{label}: the container's image pulled through the mirror by {}",
             to.containerd()
         ),
         || {
             let log = r.log("major.up.registry")?;
-            let busybox = served(&log, IMAGE, et.image_id, to.containerd())?;
+            // 1.6 pulled the container's image: 2.1's PullImage resolves the tag through
+            // the mirror and finds every blob in the store.
+            let busybox = if judge::present_before(&up, "image")? {
+                let (repository, _) = mirrors::repository(IMAGE, super::disk::REGISTRY)?;
+                mirrors::resolved(&log, &repository, to.containerd()).with_context(|| {
+                    format!("{IMAGE}, in the store, was not resolved through the mirror")
+                })?
+            } else {
+                served(&log, IMAGE, et.image_id, to.containerd())?
+            };
             let sandbox = if judge::present_before(&up, "sandbox")? {
                 format!(
                     "{} from {}'s pull, in the store",

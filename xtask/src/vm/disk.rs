@@ -1,12 +1,13 @@
 //! The guest's two disks, made without mounting anything. The root disk is a raw ext4
 //! image that `mkfs.ext4 -d` fills from a Debian 13 root (a cached mmdebstrap tarball)
 //! with what the guest needs added: the unit that runs the scenario, an fstab, the CRI
-//! client's generated stubs, the registry's config; it is cached under `target/vm/image-<key>/` with the kernel
-//! and initrd taken from the same tree, and every boot opens it read-only. The job disk is
-//! made the same way for each boot from the run's files (scenario, packages, images), and
-//! the guest writes its records into it; [`read_records`] takes them out with `debugfs`
-//! after poweroff. It has no journal and the guest mounts it `sync`: what the guest wrote
-//! before dying is in place, not in a journal debugfs would not replay.
+//! client's generated stubs, the registry's config; it is cached under
+//! `target/vm/image-<key>/` with the kernel and initrd taken from the same tree, and every
+//! boot opens it read-only. The job disk is made the same way for each boot from the run's
+//! files (scenario, packages, images), and the guest writes its records into it;
+//! [`read_records`] takes them out with `debugfs` after poweroff. It has no journal and the
+//! guest mounts it `sync`: what the guest wrote before dying is in place, not in a journal
+//! debugfs would not replay.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -132,7 +132,9 @@ pub enum Expect {
     Applied,
     /// Nothing applied: both names linked to /dev/null, IP forwarding at the kernel's 0
     /// (where it was before the step), and br_netfilter as loaded as before the step
-    /// (`loaded_before`): never loaded by the step, and never unloaded either.
+    /// (`loaded_before`): never loaded by the step, and never unloaded either. Loaded
+    /// before, its two settings stay at the 0 the scenario set them to before the step
+    /// (the module's default is 1); not loaded, they do not exist.
     NotApplied { loaded_before: bool },
 }
 
@@ -180,14 +182,15 @@ pub fn judge(state: &State, expect: Expect, package: &str) -> Result<String> {
                 loaded_word(loaded_before),
                 state.summary()
             );
-            if !loaded_before {
-                for key in BRIDGE_SETTINGS {
-                    ensure!(
-                        state.setting(key).is_none(),
-                        "{key} exists without br_netfilter: {}",
-                        state.summary()
-                    );
-                }
+            let want = loaded_before.then_some("0");
+            for key in BRIDGE_SETTINGS {
+                ensure!(
+                    state.setting(key) == want,
+                    "{key} is {:?}, expected {want:?} (br_netfilter {} before the step): {}",
+                    state.setting(key),
+                    loaded_word(loaded_before),
+                    state.summary()
+                );
             }
             Ok(format!(
                 "{} -> /dev/null; {}",
@@ -317,9 +320,15 @@ mod tests {
         let kept = Expect::NotApplied {
             loaded_before: true,
         };
-        let forwarding_off = APPLIED.replace("ip_forward = 1", "ip_forward = 0");
-        assert!(judge(&state(LSMOD_BOTH, &forwarding_off, LINKS), kept, "cs").is_ok());
+        let reset = APPLIED.replace(" = 1", " = 0");
+        assert!(judge(&state(LSMOD_BOTH, &reset, LINKS), kept, "cs").is_ok());
         assert!(judge(&state(LSMOD_BOTH, APPLIED, LINKS), kept, "cs").is_err());
+        // The sysctl file applied again would put the bridge settings back to 1.
+        let bridge_on = reset.replace("iptables = 0", "iptables = 1");
+        let err = judge(&state(LSMOD_BOTH, &bridge_on, LINKS), kept, "cs")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bridge-nf-call-iptables"), "{err}");
     }
 
     #[test]

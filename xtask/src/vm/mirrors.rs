@@ -182,6 +182,27 @@ pub fn served(log: &str, repository: &str, id: &str, containerd: &str) -> Result
     ))
 }
 
+/// containerd (its version starting with `containerd`) resolved `repository`'s tag at the
+/// registry (a HEAD or GET of its manifest), as a pull of an image already in its store
+/// does before it finds every blob there.
+pub fn resolved(log: &str, repository: &str, containerd: &str) -> Result<String> {
+    let agent = format!("containerd/{containerd}");
+    let path = format!("/v2/{repository}/manifests/");
+    let manifests = log
+        .lines()
+        .filter(|l| l.contains(&path) && l.contains(&agent))
+        .count();
+    if manifests == 0 {
+        bail!(
+            "the registry's log has no request of {agent}… for {path}: {}",
+            shown(log)
+        );
+    }
+    Ok(format!(
+        "{agent}… resolved {repository}'s tag ({manifests} requests)"
+    ))
+}
+
 /// An image reference's repository in a registry (`docker.io/library/busybox:tag` →
 /// `library/busybox`) and the reference a push into the registry at `registry` takes.
 pub fn repository(reference: &str, registry: &str) -> Result<(String, String)> {
@@ -286,5 +307,11 @@ mod tests {
         assert!(served(log, "library/busybox", id, "2.1.9").is_err());
         let skopeo = log.replace("containerd/2.1.9+unknown", "skopeo/1.18.0");
         assert!(served(&skopeo, "pause", id, "2.1.9").is_err());
+        // A tag resolved, its blobs already in the store.
+        resolved(log, "pause", "2.1.9").unwrap();
+        assert!(resolved(log, "pause", "1.6.20").is_err());
+        assert!(resolved(&skopeo, "pause", "2.1.9").is_err());
+        let blobs_only: String = log.lines().filter(|l| l.contains("/blobs/")).collect();
+        assert!(resolved(&blobs_only, "pause", "2.1.9").is_err());
     }
 }

@@ -12,8 +12,9 @@
 #   for each set of real binaries in CYCLES: install revision 1, what the next boot would
 #     apply of the kernel prerequisites, a pod up over the CRI (its sandbox image pulled at
 #     RunPodSandbox, its container's image by PullImage, both through the mirror), a
-#     hosts file edited, debconf's answers changed, the upgrade to revision 2 while the pod
-#     runs, the pod still there, taken down; then
+#     hosts file edited, debconf's answers changed, the kernel settings reset to 0, the
+#     upgrade to revision 2 while the pod runs, the pod still there, taken down, and again
+#     what the next boot would apply; then
 #   on BREAK_SET, the breakages (no sandbox image and no mirror for its registry, no CNI
 #     config, the cgroupfs driver), each one undone before the next;
 #   on MAJOR_FROM, the major upgrade: the config edited, MAJOR_TO's revision 1 installed
@@ -174,23 +175,35 @@ preseed() {
         | debconf-set-selections
 }
 
-# boot STEP APPLIED: what the next boot makes of the shipped modules-load.d and sysctl.d
-# files, without a reboot: systemd's own units that apply them at boot run again. When the
-# installation APPLIED them (true), that is undone first, so that only the units can bring
-# it back.
-boot() {
-    if [ "$2" = true ]; then
-        record "$1.undo" sh -c 'modprobe -r br_netfilter && sysctl -w net.ipv4.ip_forward=0'
-        kernel_state "$1.undone"
+# undo: what the package's files apply, taken back: br_netfilter unloaded (when loaded)
+# and IP forwarding off, as on a fresh boot before systemd applies anything.
+undo() {
+    if lsmod | grep -q '^br_netfilter '; then
+        modprobe -r br_netfilter || return 1
     fi
+    sysctl -w net.ipv4.ip_forward=0
+}
+
+# boot STEP: what the next boot makes of the shipped modules-load.d and sysctl.d files,
+# without a reboot: what they apply is undone, then systemd's own units that apply them at
+# boot run again, so that only the units can bring it back.
+boot() {
+    record "$1.undo" undo
+    kernel_state "$1.undone"
     record "$1" systemctl restart systemd-modules-load.service systemd-sysctl.service
     kernel_state "$1"
 }
 
-# forwarding_off STEP: IP forwarding back to the kernel's default (the CNI bridge plugin
-# turns it on for its pods), so that whether the next installation applies it shows.
-forwarding_off() {
-    record "$1.forwarding-off" sysctl -w net.ipv4.ip_forward=0
+# reset: the three settings at 0 (the bridge ones only while br_netfilter makes them
+# exist; the CNI bridge plugin turns IP forwarding on for its pods), so that whether the
+# next installation applies the sysctl file shows.
+reset() {
+    # shellcheck disable=SC2086 # the names are words
+    for key in $SYSCTLS; do
+        if [ -e "/proc/sys/$(echo "$key" | tr . /)" ]; then
+            sysctl -w "$key=0" || return 1
+        fi
+    done
 }
 
 # edit_hosts SET: the administrator's edit of one generated hosts file, and a copy of it.
@@ -243,17 +256,18 @@ cycle() {
     record "$1.install.preseed" preseed "$MIRRORS_INSTALL" "$KERNEL_INSTALL"
     # shellcheck disable=SC2154 # set by the eval above
     apt_get "$1.install" install "/vm/debs/$deb1"
-    boot "$1.boot" "$KERNEL_INSTALL"
+    boot "$1.boot"
     cri "$1.up" up "$1.state"
     record "$1.up.registry" registry_log
     record "$1.before-upgrade.main-pid" main_pid
     record "$1.hosts-edit" edit_hosts "$1"
-    forwarding_off "$1.upgrade"
+    record "$1.upgrade.reset" reset
     record "$1.upgrade.preseed" preseed "$MIRRORS_UPGRADE" "$KERNEL_UPGRADE"
     # shellcheck disable=SC2154
     apt_get "$1.upgrade" install "/vm/debs/$deb2"
     cri "$1.after" after-upgrade "$1.state"
     cri "$1.down" down "$1.state"
+    boot "$1.down.boot"
     if [ "$1" = "$BREAK_SET" ]; then
         breakages
     fi
@@ -277,7 +291,7 @@ major() {
     say "major.edit: editing $CONFIG"
     record major.edit edit
     state major.edit
-    forwarding_off major.upgrade
+    record major.upgrade.reset reset
     record major.upgrade.preseed preseed "$MIRRORS_UPGRADE" "$KERNEL_MAJOR"
     # shellcheck disable=SC2154 # set by the eval above
     apt_get major.upgrade install "/vm/debs/$to"
