@@ -683,6 +683,35 @@ fn hosts_files_try_the_mirrors_in_order_then_the_registry() {
     }
 }
 
+/// Under debconf, ucf reads its answers from its stdin: a loop over the registries that
+/// fed the list through stdin wrote the first registry's file and stopped at the second
+/// (`ucf: return: Illegal number: registry.k8s.io`, seen by `cargo xtask vm`).
+#[test]
+fn every_registry_gets_its_hosts_file_though_ucf_reads_stdin() {
+    let sh = mirrors_shell("/usr/bin/mawk");
+    let r = sh.run(
+        r#"
+CERTS_D=$PWD/certs.d
+work=$PWD
+say() { echo "$*" >&2; }
+# No ucf database here: nothing is known, nothing was generated before.
+ucfq() { :; }
+# As ucf does under debconf: its stdin is debconf's answers.
+install_tracked() { cat >/dev/null; cp "$1" "$2"; KEPT=0; }
+mirrors=$(mirrors_parse "$1") || exit 1
+write_mirrors
+"#,
+        &["docker.io=https://a.example.org registry.k8s.io=http://10.0.0.5:5000,https://b.example.org quay.io=https://c.example.org"],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for (host, mirrors) in [("docker.io", 1), ("registry.k8s.io", 2), ("quay.io", 1)] {
+        let path = sh.path(&format!("certs.d/{host}/hosts.toml"));
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let t = parse(&text, host);
+        assert_eq!(t["host"].as_table().unwrap().len(), mirrors, "{host}");
+    }
+}
+
 #[test]
 fn maintainer_scripts_pass_shellcheck() {
     let dir = TempDir::new().unwrap();

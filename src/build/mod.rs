@@ -38,7 +38,7 @@ pub const CONTROL_EXTRAS: &[&str] = &["templates", "triggers"];
 
 /// Bumped whenever the layout or the analysis changes meaning, so old cache entries are
 /// not reused by a newer tool.
-const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-2");
+const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-3");
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {

@@ -10,16 +10,17 @@ use clap::Parser;
 /// Debian packages the tests use: dpkg-deb and lintian judge the packages, mmdebstrap and
 /// systemd-nspawn boot a Debian to install them into (mount gives its chroot a /proc),
 /// shellcheck checks the maintainer scripts, gpgv and apt judge the published repository,
-/// chromium (headless) loads its index page;
+/// chromium (headless) loads its index page; for the system stage's five architectures,
+/// qemu-user-static runs each one's programs and binutils' readelf reads their ELF headers;
 /// for the end-to-end tests, piuparts (it brings debootstrap) installs and purges the
 /// package, umoci and busybox-static make a container image, iproute2 looks into the
 /// network namespace the container runs in; reprepro and aptly take the build's `.changes`
 /// (gnupg gives reprepro the signer's key; python3-venv also holds SPDX's validator for
 /// the SBOM tests); for the VM stage, qemu boots the guest, e2fsprogs makes its disks and
 /// reads them back (mkfs.ext4 -d, debugfs), the archive keyring checks the other Debian
-/// suites it reads, and python3 parses the CRI client; chromium loads the repository's
-/// index page. `cargo xtask bench` (run by hand) also publishes with reprepro, aptly and
-/// apt-utils' apt-ftparchive, side by side with `repo publish`.
+/// suites it reads, and python3 parses the CRI client. `cargo xtask bench` (run by hand)
+/// also publishes with reprepro, aptly and apt-utils' apt-ftparchive, side by side with
+/// `repo publish`.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -44,6 +45,8 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "chromium",
     "reprepro",
     "aptly",
+    "qemu-user-static",
+    "binutils",
     "apt-utils",
 ];
 

@@ -7,6 +7,7 @@ mod bench;
 mod chaos;
 mod ci;
 mod e2e;
+mod emulate;
 mod lintian;
 mod process;
 mod product;

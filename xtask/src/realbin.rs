@@ -6,7 +6,8 @@
 //! archive without touching this machine's apt (see `archive`), and cached under
 //! `target/realbin/<suite>/<arch>/debs/`; the mirror is regenerated from them on every run
 //! and comes out byte for byte the same (fixed mtimes, sorted entries, one gzip level).
-//! crictl is not in Debian, so the stack leaves it out.
+//! crictl is not in Debian, so the stack leaves it out. The libraries a sysroot for those
+//! programs needs ([`SYSROOT_PACKAGES`]) are pinned and cached the same way.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,6 +31,11 @@ pub const PACKAGES: &[(ComponentKind, &str)] = &[
     (ComponentKind::Runc, "runc"),
     (ComponentKind::CniPlugins, "containernetworking-plugins"),
 ];
+
+/// The Debian packages a [`Sysroot`](crate::emulate::Sysroot) of a suite is made of: the C
+/// library with its dynamic loader, and libseccomp for Debian's dynamically linked runc.
+/// Taken at pinned versions like the release's own packages.
+pub const SYSROOT_PACKAGES: &[&str] = &["libc6", "libseccomp2"];
 
 /// Where a release's programs come from: a suite of Debian's archive, an architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +114,11 @@ pub const PINS: &[Pin] = &[
         "1.9.1+ds1-1",
         &[],
     ),
+    // The sysroots the programs of other architectures run with (SYSROOT_PACKAGES).
+    (Suite::Trixie, "libc6", "2.41-12+deb13u5", &[]),
+    (Suite::Trixie, "libseccomp2", "2.6.0-2", &[]),
+    (Suite::Sid, "libc6", "2.43-7", &[]),
+    (Suite::Sid, "libseccomp2", "2.6.1-1+b2", &[]),
 ];
 
 /// Debian 12's architectures of the five: riscv64 became a release architecture with 13.
@@ -197,12 +208,9 @@ impl RealRelease {
 /// stack.toml under `target/realbin/<suite>/<arch>/`.
 pub fn prepare(source: Source) -> Result<RealRelease> {
     let Source { suite, arch } = source;
-    let base = repo_root()
-        .join("target/realbin")
-        .join(suite.codename())
-        .join(arch.as_str());
-    let debs_dir = base.join("debs");
-    let debs = fetch_debs(source, &debs_dir)?;
+    let base = cache_dir(source);
+    let packages: Vec<&str> = PACKAGES.iter().map(|(_, p)| *p).collect();
+    let debs = debs(source, &packages)?;
 
     let staging = tempfile::Builder::new()
         .prefix(".mirror-")
@@ -280,12 +288,23 @@ pub fn prepare(source: Source) -> Result<RealRelease> {
     })
 }
 
-/// The pinned .deb of each package in [`PACKAGES`] order, from `dir` or the archive.
-fn fetch_debs(source: Source, dir: &Path) -> Result<Vec<PathBuf>> {
+/// `target/realbin/<suite>/<arch>/`: the release's .debs and its mirror.
+fn cache_dir(source: Source) -> PathBuf {
+    repo_root()
+        .join("target/realbin")
+        .join(source.suite.codename())
+        .join(source.arch.as_str())
+}
+
+/// The pinned .deb of each of `packages`, in that order, from the cache in
+/// `target/realbin/<suite>/<arch>/debs/` or the archive.
+pub fn debs(source: Source, packages: &[&str]) -> Result<Vec<PathBuf>> {
+    let dir = cache_dir(source).join("debs");
+    let dir = dir.as_path();
     let mut archive = Archive::open(source.suite, source.arch);
-    PACKAGES
+    packages
         .iter()
-        .map(|(_, package)| {
+        .map(|package| {
             let version = pin(source, package)?;
             let deb = archive.download(package, version, dir).with_context(|| {
                 format!("{package} for Debian {source} (PINS in xtask/src/realbin.rs)")
@@ -429,6 +448,14 @@ mod tests {
                     let source = Source { suite, arch };
                     let version = pin(source, package).unwrap();
                     upstream_version(version).unwrap();
+                }
+            }
+        }
+        // Programs of Debian 13 and unstable run under emulation with a sysroot of their suite.
+        for suite in [Suite::Trixie, Suite::Sid] {
+            for arch in DebArch::ALL {
+                for package in SYSROOT_PACKAGES {
+                    pin(Source { suite, arch }, package).unwrap();
                 }
             }
         }

@@ -6,15 +6,23 @@
 //! network device, and the node scenario (`vm/scenario.sh`) installs each set and makes the
 //! kubelet's CRI calls over containerd's socket with a gRPC client generated from the CRI's
 //! own api.proto (`vm/cri.py`): a pod with the systemd cgroup driver and a bridge IP, a
-//! container in it, kept running across the upgrade to revision 2. Then the major upgrade
-//! from 1.6 with an edited config to 2.1, and three breakages, each held to failing
-//! exactly the checks it must: no sandbox image, no CNI config, the cgroupfs driver.
+//! container in it, kept running across the upgrade to revision 2. Nothing is imported:
+//! debconf is preseeded with mirrors of docker.io and registry.k8s.io on a registry inside
+//! the guest, and the sandbox image (its upstream name) and the container's image are
+//! pulled through them. The kernel prerequisites are applied, or with debconf's answer
+//! false not applied, now and at the next boot; an edited hosts file survives the upgrade.
+//! Then the major upgrade from 1.6 with an edited config to 2.1, and three breakages, each
+//! held to failing exactly the checks it must: no sandbox image and no mirror of its
+//! registry, no CNI config, the cgroupfs driver.
 //! Everything is judged here after poweroff from what the guest recorded (`vm/judge.rs`).
 //! Needs root and Debian's archive, nothing else from the network; KVM when it works,
 //! software emulation otherwise.
 
+mod checks;
 mod disk;
 mod judge;
+mod kernel;
+mod mirrors;
 mod oci;
 mod qemu;
 
@@ -35,7 +43,8 @@ use crate::realbin::{self, RealRelease, Source};
 use crate::repo_root;
 use crate::rootfs::{Rootfs, Suite};
 
-use self::judge::{Dump, Expect, Outcome, Records, Setting};
+use self::checks::{judge_set, judge_start, Judged};
+use self::judge::{Expect, Records};
 use self::qemu::{Accel, Boot, Ended};
 
 /// Every program the stage runs on the host, with the Debian package that has it.
@@ -56,8 +65,8 @@ const TOOLS: &[(&str, &str)] = &[
 
 /// The guest's packages besides minbase and the package's dependencies: Debian's kernel
 /// and what boots it from an initrd, systemd as init and its bus, iptables for the CNI
-/// bridge's masquerading, and the CRI client's gRPC, protobuf and the compilers its
-/// stubs are generated with.
+/// bridge's masquerading, the CRI client's gRPC, protobuf and the compilers its stubs are
+/// generated with, the registry the mirrors point at and skopeo to fill it, and sysctl.
 const GUEST_PACKAGES: &[&str] = &[
     "linux-image-amd64",
     "initramfs-tools",
@@ -71,6 +80,9 @@ const GUEST_PACKAGES: &[&str] = &[
     "python3-protobuf",
     "python3-grpc-tools",
     "protobuf-compiler",
+    "docker-registry",
+    "skopeo",
+    "procps",
 ];
 
 /// The CRI's protobuf definitions, from Debian's Go package of the CRI API, pinned like
@@ -81,8 +93,33 @@ const CRI_API_PROTO: &str = "usr/share/gocode/src/k8s.io/cri-api/pkg/apis/runtim
 const SCENARIO: &str = include_str!("vm/scenario.sh");
 const CRI_CLIENT: &str = include_str!("vm/cri.py");
 
-/// The container the pod runs (a busybox made here).
-const IMAGE: &str = "example.invalid/containerd-stack/busybox:vm";
+/// The container the pod runs (a busybox made here), under Docker Hub's name for busybox
+/// with a tag of its own: the guest's registry is the only place that has it.
+const IMAGE: &str = "docker.io/library/busybox:containerd-stack-vm";
+
+/// debconf's registry_mirrors answer before the first installation: docker.io and
+/// registry.k8s.io mirrored by the guest's registry, and quay.io by a mirror that the
+/// answer before the upgrades drops.
+fn mirrors_install() -> String {
+    let guest = format!("http://{}", disk::REGISTRY);
+    format!("docker.io={guest} registry.k8s.io={guest} quay.io=https://quay-mirror.example.invalid")
+}
+
+/// The answer before the upgrades: quay.io dropped, a second mirror after the guest's
+/// registry for each (never asked: the first one answers).
+fn mirrors_upgrade() -> String {
+    let guest = format!("http://{}", disk::REGISTRY);
+    format!(
+        "docker.io={guest},https://docker-mirror.example.invalid registry.k8s.io={guest},https://k8s-mirror.example.invalid"
+    )
+}
+
+/// The registry whose generated hosts file the administrator edits before the upgrade,
+/// and the line added.
+const HOSTS_EDITED: &str = "docker.io";
+const HOSTS_EDIT_LINE: &str = "# edited by the administrator: kept on upgrade";
+/// A registry the administrator writes a hosts file for by hand, which purge must keep.
+const ADMIN_HOST: &str = "registry.example.internal";
 /// The administrator's edit before the major upgrade: a comment, and a value changed.
 const EDIT_LINE: &str =
     "# edited by the administrator (cargo xtask vm): this file must survive the major upgrade";
@@ -176,12 +213,22 @@ impl Set {
         format!("containerd {} ({})", self.containerd(), self.release.suite)
     }
 
-    fn expect(&self) -> Expect<'_> {
+    fn expect<'a>(&'a self, images: &'a Images) -> Expect<'a> {
         Expect {
             sandbox_image: &self.stack1.settings.sandbox_image,
+            sandbox_id: &images.sandbox_id,
+            image: IMAGE,
+            image_id: &images.image_id,
             containerd: self.containerd(),
         }
     }
+}
+
+/// The ids (config digests) of the images made for the guests: what containerd must
+/// report for the images it pulled.
+struct Images {
+    sandbox_id: String,
+    image_id: String,
 }
 
 fn stage(arch: DebArch, accel: Option<Accel>, work: &Path) -> Result<()> {
@@ -195,7 +242,7 @@ fn stage(arch: DebArch, accel: Option<Accel>, work: &Path) -> Result<()> {
     );
     let proto = cri_proto(arch, work)?;
     let image = guest_root(&sets, &proto)?;
-    container_images(arch, &sandbox_image, work)?;
+    let images = container_images(arch, &sandbox_image, work)?;
 
     let by_name = |name: &str| {
         sets.iter()
@@ -206,19 +253,31 @@ fn stage(arch: DebArch, accel: Option<Accel>, work: &Path) -> Result<()> {
     // The work is split over two guests booted side by side: it is mostly one process at
     // a time (apt, dpkg, the maintainer scripts), so two guests use the machine's two
     // cores where one would use one. The breakages are made on 2.x, the line the package
-    // ships.
+    // ships. Guest a answers no to the kernel prerequisites from the start (nothing may be
+    // loaded or set, through the upgrade too), then yes at the major upgrade; guest b
+    // answers yes, then no at its upgrade, so that its purge finds the links.
     let guests = [
         Guest {
             name: "a",
             cycles: vec![bookworm],
             break_set: None,
             major: Some((bookworm, sid)),
+            kernel: KernelAnswers {
+                install: false,
+                upgrade: false,
+                major: true,
+            },
         },
         Guest {
             name: "b",
             cycles: vec![sid],
             break_set: Some(sid),
             major: None,
+            kernel: KernelAnswers {
+                install: true,
+                upgrade: false,
+                major: false,
+            },
         },
     ];
     for guest in &guests {
@@ -239,13 +298,20 @@ fn stage(arch: DebArch, accel: Option<Accel>, work: &Path) -> Result<()> {
     })?;
     let records = boot_guests(&guests, &image, work, accel)?;
     for (guest, r) in guests.iter().zip(&records) {
+        judge_start(r, guest)?;
         for set in &guest.cycles {
             let breakages = guest.break_set.is_some_and(|b| b.name == set.name);
             let major_to = guest
                 .major
                 .filter(|(from, _)| from.name == set.name)
                 .map(|(_, to)| to);
-            judge_set(r, set, breakages, major_to)?;
+            let judged = Judged {
+                r,
+                set,
+                images: &images,
+                kernel: guest.kernel,
+            };
+            judge_set(&judged, breakages, major_to)?;
         }
     }
     Ok(())
@@ -389,7 +455,7 @@ fn guest_root(sets: &[Set], proto: &str) -> Result<disk::RootImage> {
 }
 
 /// The sandbox image's stand-in and the busybox image, as OCI archives in `work/images`.
-fn container_images(arch: DebArch, sandbox_image: &str, work: &Path) -> Result<()> {
+fn container_images(arch: DebArch, sandbox_image: &str, work: &Path) -> Result<Images> {
     let images = work.join("images");
     fs::create_dir_all(&images).with_context(|| format!("cannot create {}", images.display()))?;
     check("container images", || {
@@ -415,7 +481,17 @@ fn container_images(arch: DebArch, sandbox_image: &str, work: &Path) -> Result<(
             work,
             &images.join("image.tar"),
         )?;
-        Ok(((), format!("{sandbox_image}: {pause}; {IMAGE}: {busybox}")))
+        let detail = format!(
+            "{sandbox_image}: {}; {IMAGE}: {}",
+            pause.detail, busybox.detail
+        );
+        Ok((
+            Images {
+                sandbox_id: pause.id,
+                image_id: busybox.id,
+            },
+            detail,
+        ))
     })
 }
 
@@ -463,6 +539,16 @@ struct Guest<'a> {
     /// The major upgrade at the end of the first set's cycle (its revision 2 installed,
     /// its config edited) to the second set's revision 1.
     major: Option<(&'a Set, &'a Set)>,
+    kernel: KernelAnswers,
+}
+
+/// debconf's kernel_prerequisites answer before the installation, before the upgrade to
+/// revision 2 and before the major upgrade.
+#[derive(Clone, Copy)]
+struct KernelAnswers {
+    install: bool,
+    upgrade: bool,
+    major: bool,
 }
 
 impl Guest<'_> {
@@ -513,6 +599,23 @@ impl Guest<'_> {
             ),
             ("SANDBOX_IMAGE".to_owned(), sandbox_image.to_owned()),
             ("IMAGE".to_owned(), IMAGE.to_owned()),
+            ("REGISTRY".to_owned(), disk::REGISTRY.to_owned()),
+            (
+                "SANDBOX_PUSH".to_owned(),
+                mirrors::repository(sandbox_image, disk::REGISTRY)?.1,
+            ),
+            (
+                "IMAGE_PUSH".to_owned(),
+                mirrors::repository(IMAGE, disk::REGISTRY)?.1,
+            ),
+            ("MIRRORS_INSTALL".to_owned(), mirrors_install()),
+            ("MIRRORS_UPGRADE".to_owned(), mirrors_upgrade()),
+            ("KERNEL_INSTALL".to_owned(), self.kernel.install.to_string()),
+            ("KERNEL_UPGRADE".to_owned(), self.kernel.upgrade.to_string()),
+            ("KERNEL_MAJOR".to_owned(), self.kernel.major.to_string()),
+            ("HOSTS_EDITED".to_owned(), HOSTS_EDITED.to_owned()),
+            ("HOSTS_EDIT_LINE".to_owned(), HOSTS_EDIT_LINE.to_owned()),
+            ("ADMIN_HOST".to_owned(), ADMIN_HOST.to_owned()),
             ("EDIT_LINE".to_owned(), EDIT_LINE.to_owned()),
             ("LOG_LINE_SIZE".to_owned(), LOG_LINE_SIZE.to_string()),
         ];
@@ -664,382 +767,6 @@ fn boot_scenario(
         }
     }
     unreachable!("the second attempt returns or fails")
-}
-
-/// Runs `outcomes` as checks, each named after its set.
-fn checks(label: &str, outcomes: &[Outcome]) -> Result<()> {
-    for o in outcomes {
-        check(&format!("{label}: {}", o.name), || Ok(((), o.passed()?)))?;
-    }
-    Ok(())
-}
-
-/// A set's records; with `breakages`, those of the breakages made after its pod was down.
-/// With `major_to`, those of the major upgrade from it to that set, before the purge.
-fn judge_set(r: &Records, set: &Set, breakages: bool, major_to: Option<&Set>) -> Result<()> {
-    let label = set.label();
-    let e = set.expect();
-    let p = set.name;
-    check(&format!("{label}: install revision 1"), || {
-        Ok((
-            (),
-            installed(r, &format!("{p}.install"), &set.stack1.deb_version(), &e)?,
-        ))
-    })?;
-    check(&format!("{label}: images imported"), || {
-        Ok((
-            (),
-            imported(r, &format!("{p}.import"), &[e.sandbox_image, IMAGE])?,
-        ))
-    })?;
-    let up = r.cri(&format!("{p}.up"))?;
-    up.done()?;
-    checks(&label, &judge::up(&up, &e))?;
-    check(
-        &format!("{label}: the upgrade to revision 2 restarts containerd"),
-        || {
-            let detail = installed(r, &format!("{p}.upgrade"), &set.stack2.deb_version(), &e)?;
-            let before = main_pid(r, &format!("{p}.before-upgrade"))?;
-            let after = main_pid(r, &format!("{p}.upgrade"))?;
-            ensure!(
-            before != after,
-            "containerd's main pid is {before} before and after the upgrade: it was not restarted"
-        );
-            Ok((
-                (),
-                format!("{detail}; containerd's main pid {before} -> {after}"),
-            ))
-        },
-    )?;
-    let after = r.cri(&format!("{p}.after"))?;
-    after.done()?;
-    checks(
-        &format!("{label}, after the upgrade"),
-        &judge::after_upgrade(&up, &after),
-    )?;
-    let down = r.cri(&format!("{p}.down"))?;
-    down.done()?;
-    checks(&label, &judge::down(&down))?;
-    if breakages {
-        judge_breakages(r, set)?;
-    }
-    let purge_label = match major_to {
-        Some(to) => {
-            judge_major(r, set, to)?;
-            format!(
-                "{label}, after the major upgrade to {}: purge",
-                to.containerd()
-            )
-        }
-        None => format!("{label}: purge"),
-    };
-    check(&purge_label, || Ok(((), purged(r, &format!("{p}.purge"))?)))?;
-    Ok(())
-}
-
-fn judge_major(r: &Records, from: &Set, to: &Set) -> Result<()> {
-    let label = format!("major upgrade {} -> {}", from.containerd(), to.containerd());
-    let (ef, et) = (from.expect(), to.expect());
-    let edited = check(
-        &format!("{label}: {} revision 2, its config edited", from.label()),
-        || {
-            r.rc_ok("major.edit")?;
-            let detail = running(r, "major.edit", &from.stack2.deb_version(), &ef)?;
-            let edited = r.read("major.edited.config.toml")?;
-            // The file the package generated (its first line says so), with the edit.
-            ensure!(
-                edited.starts_with("# Generated by ") && edited.contains(EDIT_LINE),
-                "the edited config ({}) is not the generated one with the administrator's line",
-                judge::at(r, "major.edited.config.toml")
-            );
-            let dump = Dump::parse(&r.log("major.edit.config-dump")?)?;
-            let size = dump
-                .get(Setting::LogLineSize)
-                .and_then(toml::Value::as_integer);
-            ensure!(
-            size == Some(LOG_LINE_SIZE),
-            "after the edit containerd {} reads max_container_log_line_size = {size:?}, expected {LOG_LINE_SIZE}",
-            from.containerd()
-        );
-            active(r, "major.edit")?;
-            Ok((edited, format!("{detail}; edited: a comment, and max_container_log_line_size = {LOG_LINE_SIZE} in effect after a restart")))
-        },
-    )?;
-    check(
-        &format!("{label}: {} installed over it keeps the edit", to.label()),
-        || {
-            let detail = installed(r, "major.upgrade", &to.stack1.deb_version(), &et)?;
-            let kept = r.read("major.upgrade.config.toml")?;
-            ensure!(
-            kept == edited,
-            "the major upgrade changed the edited /etc/containerd/config.toml (before: {}, after: {})",
-            judge::at(r, "major.edited.config.toml"),
-            judge::at(r, "major.upgrade.config.toml")
-        );
-            let dump = Dump::parse(&r.log("major.upgrade.config-dump")?)?;
-            let size = dump
-                .get(Setting::LogLineSize)
-                .and_then(toml::Value::as_integer);
-            ensure!(
-            size == Some(LOG_LINE_SIZE),
-            "containerd {} reads max_container_log_line_size = {size:?} from the kept config, expected the edited {LOG_LINE_SIZE}",
-            to.containerd()
-        );
-            let schema = |text: &str| Dump::parse(text).ok().and_then(|d| d.version());
-            Ok(((), format!(
-            "{detail}; the edited config.toml (schema {:?}) is kept byte for byte and containerd {} reads it as schema {:?} with max_container_log_line_size = {LOG_LINE_SIZE}",
-            schema(&edited).unwrap_or_default(),
-            to.containerd(),
-            dump.version().unwrap_or_default()
-        )))
-        },
-    )?;
-    let up = r.cri("major.up")?;
-    up.done()?;
-    checks(&label, &judge::up(&up, &et))?;
-    let down = r.cri("major.down")?;
-    down.done()?;
-    checks(&label, &judge::down(&down))?;
-    Ok(())
-}
-
-/// Each breakage fails exactly the checks it must, for its reason; the pod comes down
-/// after it, and the package works again once it is undone.
-fn judge_breakages(r: &Records, set: &Set) -> Result<()> {
-    let label = format!("{}, broken on purpose", set.label());
-    let e = set.expect();
-    check(&format!("{label}: no sandbox image"), || {
-        r.rc_ok("break.no-sandbox-image.remove")?;
-        let listed = r.log("break.no-sandbox-image.images")?;
-        ensure!(
-            !listed.contains(e.sandbox_image) && listed.contains(IMAGE),
-            "the breakage did not take: containerd's images are {}",
-            judge::shown(&listed)
-        );
-        let found = broken(
-            r,
-            "break.no-sandbox-image",
-            &e,
-            &[
-                (judge::SANDBOX_IMAGE, "finds no"),
-                (judge::RUN_POD, e.sandbox_image),
-            ],
-        )?;
-        r.rc_ok("break.no-sandbox-image.restore")?;
-        Ok(((), found))
-    })?;
-    check(&format!("{label}: the CNI conflist removed"), || {
-        r.rc_ok("break.no-cni.remove")?;
-        let listed = r.log("break.no-cni.remove")?;
-        ensure!(
-            !listed.contains(".conflist"),
-            "the breakage did not take: /etc/cni/net.d still has {}",
-            judge::shown(&listed)
-        );
-        let found = broken(
-            r,
-            "break.no-cni",
-            &e,
-            &[
-                (judge::STATUS, "NetworkReady is false"),
-                (judge::RUN_POD, "cni"),
-            ],
-        )?;
-        r.rc_ok("break.no-cni.restore")?;
-        Ok(((), found))
-    })?;
-    check(&format!("{label}: SystemdCgroup = false"), || {
-        r.rc_ok("break.cgroupfs.edit")?;
-        let dump = Dump::parse(&r.log("break.cgroupfs.edit.config-dump")?)?;
-        let driver = dump
-            .get(Setting::SystemdCgroup)
-            .and_then(toml::Value::as_bool);
-        ensure!(
-            driver == Some(false),
-            "the breakage did not take: containerd config dump says SystemdCgroup = {driver:?}"
-        );
-        active(r, "break.cgroupfs.edit")?;
-        let mut expected = vec![(judge::CGROUP, "not in cri-containerd-")];
-        if e.major() >= 2 {
-            // containerd 2.x also tells the kubelet which driver it uses.
-            expected.push((judge::RUNTIME_CONFIG, "CGROUPFS"));
-        }
-        let found = broken(r, "break.cgroupfs", &e, &expected)?;
-        r.rc_ok("break.cgroupfs.restore")?;
-        Ok(((), found))
-    })?;
-    check(&format!("{label}: all undone"), || {
-        let detail = running(r, "break.restored", &set.stack2.deb_version(), &e)?;
-        Ok(((), detail))
-    })?;
-    Ok(())
-}
-
-/// The breakage `prefix`'s up phase fails exactly `expected`; its down phase then leaves
-/// no pod.
-fn broken(r: &Records, prefix: &str, e: &Expect, expected: &[(&str, &str)]) -> Result<String> {
-    let up = r.cri(&format!("{prefix}.up"))?;
-    up.done()?;
-    let found = judge::broken(&judge::up(&up, e), expected)?;
-    let down = r.cri(&format!("{prefix}.down"))?;
-    down.done()?;
-    if down.made_calls() {
-        for o in judge::down(&down) {
-            o.passed()
-                .with_context(|| format!("taking the pod down after the breakage: {}", o.name))?;
-        }
-    }
-    Ok(found)
-}
-
-/// apt-get `step` installed `version`; containerd runs it with the settings in effect.
-fn installed(r: &Records, step: &str, version: &str, e: &Expect) -> Result<String> {
-    r.rc_ok(step)?;
-    running(r, step, version, e)
-}
-
-/// After `step`, `version` is installed and containerd runs it with the settings in effect.
-fn running(r: &Records, step: &str, version: &str, e: &Expect) -> Result<String> {
-    let status = r.log(&format!("{step}.dpkg-status"))?;
-    let want = format!("install ok installed {version}");
-    ensure!(
-        status.trim() == want,
-        "after {step}: dpkg-query says {:?}, expected {want:?}",
-        status.trim()
-    );
-    active(r, step)?;
-    let ctr = r.log(&format!("{step}.ctr-version"))?;
-    let server = judge::server_version(&ctr).with_context(|| {
-        format!(
-            "after {step}: ctr version did not reach the daemon: {}",
-            judge::shown(&ctr)
-        )
-    })?;
-    ensure!(
-        server.starts_with(e.containerd),
-        "after {step}: the daemon is containerd {server}, expected {}",
-        e.containerd
-    );
-    r.rc_ok(&format!("{step}.config-dump"))?;
-    let dump = Dump::parse(&r.log(&format!("{step}.config-dump"))?)
-        .with_context(|| format!("after {step}"))?;
-    let driver = dump
-        .get(Setting::SystemdCgroup)
-        .and_then(toml::Value::as_bool);
-    let sandbox = dump
-        .get(Setting::SandboxImage)
-        .and_then(toml::Value::as_str);
-    ensure!(
-        driver == Some(true) && sandbox == Some(e.sandbox_image),
-        "after {step}: containerd config dump has SystemdCgroup = {driver:?} and sandbox image {sandbox:?}, expected true and {}",
-        e.sandbox_image
-    );
-    Ok(format!(
-        "{version} installed, containerd {server} active; config dump (schema {}): SystemdCgroup = true, sandbox image {}",
-        dump.version().unwrap_or_default(),
-        e.sandbox_image
-    ))
-}
-
-fn active(r: &Records, step: &str) -> Result<()> {
-    let active = r.log(&format!("{step}.is-active"))?;
-    ensure!(
-        active.trim() == "active",
-        "after {step}: systemctl is-active containerd says {:?}",
-        active.trim()
-    );
-    Ok(())
-}
-
-fn main_pid(r: &Records, step: &str) -> Result<u32> {
-    let text = r.log(&format!("{step}.main-pid"))?;
-    text.trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-        .with_context(|| {
-            format!(
-                "after {step}: containerd has no main pid ({:?})",
-                text.trim()
-            )
-        })
-}
-
-/// ctr imported the images and lists every reference in `refs`.
-fn imported(r: &Records, step: &str, refs: &[&str]) -> Result<String> {
-    r.rc_ok(step)?;
-    let listed = r.log(step)?;
-    for reference in refs {
-        ensure!(
-            listed.lines().any(|l| l.starts_with(reference)),
-            "after {step}: ctr images list has no {reference}: {}",
-            judge::shown(&listed)
-        );
-    }
-    Ok(format!("ctr -n k8s.io images import: {}", refs.join(", ")))
-}
-
-/// Paths that change for reasons other than the package between the listing before the
-/// first installation and one after a purge, with whether everything below them goes too.
-const VOLATILE: &[(&str, bool)] = &[
-    // apt's and dpkg's logs, the journal, the pods' logs.
-    ("/var/log", true),
-    // apt's caches and lists, rebuilt by every apt-get.
-    ("/var/cache/apt", true),
-    ("/var/lib/apt", true),
-    // dpkg's, debconf's and ucf's databases: that the package is gone from them is
-    // checked with dpkg-query.
-    ("/var/lib/dpkg", true),
-    ("/var/cache/debconf", true),
-    ("/var/lib/ucf", true),
-    // containerd's images and state, which a purge keeps on purpose, and the CNI plugins'
-    // IP allocations: the scenario deletes both after the listing.
-    ("/var/lib/containerd", true),
-    ("/var/lib/cni", true),
-    // deb-systemd-helper's state directories, made on first use and shared by every
-    // package (their entries for containerd are compared).
-    ("/var/lib/systemd/deb-systemd-helper-enabled", false),
-    ("/var/lib/systemd/deb-systemd-helper-masked", false),
-    ("/var/tmp", true),
-];
-
-/// The purge left nothing: the package unknown to dpkg, containerd stopped, no process,
-/// mount or cgroup of it, no config, and the tree as before the first installation.
-fn purged(r: &Records, step: &str) -> Result<String> {
-    r.rc_ok(step)?;
-    let status = r.log(&format!("{step}.dpkg-status"))?;
-    ensure!(
-        !status.contains("install ok") && !status.contains("config-files"),
-        "after {step}: dpkg-query still knows the package: {:?}",
-        status.trim()
-    );
-    let active = r.log(&format!("{step}.is-active"))?;
-    ensure!(
-        active.trim() != "active",
-        "after {step}: containerd.service is still active"
-    );
-    ensure!(
-        r.read(&format!("{step}.config.toml")).is_err(),
-        "after {step}: /etc/containerd/config.toml is still there"
-    );
-    let remains = r.log(&format!("{step}.remains"))?;
-    ensure!(
-        remains.trim().is_empty(),
-        "after {step}, containerd left: {}",
-        remains.lines().collect::<Vec<_>>().join(", ")
-    );
-    let (appeared, disappeared) = judge::tree_changes(
-        &r.read("before.tree")?,
-        &r.read(&format!("{step}.tree"))?,
-        VOLATILE,
-    );
-    ensure!(
-        appeared.is_empty() && disappeared.is_empty(),
-        "after {step}, the tree differs from before the first installation: left behind {:?}, gone {:?}",
-        appeared,
-        disappeared
-    );
-    Ok("no process, mount or cgroup of containerd, no config; every path as before the first installation but the volatile ones (VOLATILE in xtask/src/vm.rs)".to_owned())
 }
 
 /// Keeps a run's records and logs in `target` (the packages and disks are left out: they

@@ -9,9 +9,12 @@ powered off. A call whose result later calls need (RunPodSandbox, CreateContaine
 StartContainer, ContainerStatus) ends the phase when it fails; the others do not.
 
 Usage: cri.py PHASE STATE RECORD [--sandbox-image REF] [--image REF]
-  up             Version, Status, RuntimeConfig, ImageStatus of both images, RunPodSandbox,
-                 PodSandboxStatus, CreateContainer, StartContainer, ContainerStatus,
-                 ExecSync; writes the pod's ids and the container's pid to STATE
+  up             Version, Status, RuntimeConfig, ImageStatus of both images (what is
+                 there before), RunPodSandbox (which pulls the sandbox image if it is not),
+                 PodSandboxStatus, ImageStatus of the sandbox image, PullImage of the
+                 container's image and its ImageStatus, CreateContainer, StartContainer,
+                 ContainerStatus, ExecSync; writes the pod's ids and the container's pid
+                 to STATE
   after-upgrade  Version, Status, ContainerStatus and ExecSync for the pod in STATE
   down           StopPodSandbox and RemovePodSandbox of the pod in STATE, then
                  ListPodSandbox and ListContainers
@@ -195,6 +198,12 @@ def cgroup_facts(rec, pid, container_id, name):
     )
 
 
+def image_status(rec, images, step, ref):
+    rec.call(
+        step, images.ImageStatus, api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref))
+    )
+
+
 def pod_config(uid):
     """The pod as the kubelet describes a BestEffort pod with the systemd cgroup driver:
     its cgroup parent is the pod's slice, named after its UID with - escaped as _."""
@@ -219,10 +228,13 @@ def up(rec, runtime, images, state_path, sandbox_image, image):
     rec.call("Version", runtime.Version, api_pb2.VersionRequest())
     rec.call("Status", runtime.Status, api_pb2.StatusRequest())
     rec.call("RuntimeConfig", runtime.RuntimeConfig, api_pb2.RuntimeConfigRequest())
-    for step, ref in (("ImageStatus sandbox", sandbox_image), ("ImageStatus image", image)):
-        rec.call(
-            step, images.ImageStatus, api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref))
-        )
+    # What containerd has before the pod: a fresh node has neither image, and only a pull
+    # through the registry mirrors can bring them.
+    for step, ref in (
+        ("ImageStatus sandbox before", sandbox_image),
+        ("ImageStatus image before", image),
+    ):
+        image_status(rec, images, step, ref)
 
     uid = str(uuid.uuid4())
     config = pod_config(uid)
@@ -244,6 +256,16 @@ def up(rec, runtime, images, state_path, sandbox_image, image):
     rec.fact(
         "sandbox container", run(["ctr", "--namespace", "k8s.io", "containers", "info", pod_id])
     )
+    image_status(rec, images, "ImageStatus sandbox", sandbox_image)
+
+    # The kubelet pulls a container's image after the pod is up, with the pod's config.
+    if rec.call(
+        "PullImage",
+        images.PullImage,
+        api_pb2.PullImageRequest(image=api_pb2.ImageSpec(image=image), sandbox_config=config),
+    ) is None:
+        return
+    image_status(rec, images, "ImageStatus image", image)
 
     created = rec.call(
         "CreateContainer",

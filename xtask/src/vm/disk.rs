@@ -1,12 +1,13 @@
 //! The guest's two disks, made without mounting anything. The root disk is a raw ext4
 //! image that `mkfs.ext4 -d` fills from a Debian 13 root (a cached mmdebstrap tarball)
 //! with what the guest needs added: the unit that runs the scenario, an fstab, the CRI
-//! client's generated stubs; it is cached under `target/vm/image-<key>/` with the kernel
-//! and initrd taken from the same tree, and every boot opens it read-only. The job disk is
-//! made the same way for each boot from the run's files (scenario, packages, images), and
-//! the guest writes its records into it; [`read_records`] takes them out with `debugfs`
-//! after poweroff. It has no journal and the guest mounts it `sync`: what the guest wrote
-//! before dying is in place, not in a journal debugfs would not replay.
+//! client's generated stubs, the registry's config; it is cached under
+//! `target/vm/image-<key>/` with the kernel and initrd taken from the same tree, and every
+//! boot opens it read-only. The job disk is made the same way for each boot from the run's
+//! files (scenario, packages, images), and the guest writes its records into it;
+//! [`read_records`] takes them out with `debugfs` after poweroff. It has no journal and the
+//! guest mounts it `sync`: what the guest wrote before dying is in place, not in a journal
+//! debugfs would not replay.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,26 @@ const MASKED: &[&str] = &[
     "serial-getty@ttyS0.service",
 ];
 
+/// Where the guest's registry (Debian's docker-registry) listens: loopback only, as the
+/// guest has no other network.
+pub const REGISTRY: &str = "127.0.0.1:5000";
+
+/// The registry's config, in place of Debian's, which asks for basic auth (with an empty
+/// htpasswd file) and listens on every address. Its access log (on by default) goes to the
+/// journal, where the scenario reads which client fetched what.
+const REGISTRY_CONFIG: &str = "\
+version: 0.1
+log:
+  level: info
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: /var/lib/docker-registry
+http:
+  addr: 127.0.0.1:5000
+";
+
 /// Changes of the recipe below that the cache key does not see otherwise.
 const RECIPE: &str = "2";
 
@@ -125,6 +146,7 @@ pub fn root_image(rootfs: &Rootfs, proto: &str) -> Result<RootImage> {
     )?;
     write("/etc/resolv.conf", "")?;
     write("/etc/systemd/system/vm.service", UNIT)?;
+    write("/etc/docker/registry/config.yml", REGISTRY_CONFIG)?;
     let link = |target: &str, inside: &str| -> Result<()> {
         let path = tree.path(inside);
         let _ = fs::remove_file(&path);
@@ -228,6 +250,7 @@ fn cache_key(rootfs: &Rootfs, proto: &str) -> Result<String> {
         proto.to_owned(),
         FSTAB.to_owned(),
         UNIT.to_owned(),
+        REGISTRY_CONFIG.to_owned(),
         MASKED.join(","),
         STUBS_DIR.to_owned(),
         ROOT_SIZE.to_owned(),
@@ -316,6 +339,12 @@ mod tests {
             compilable(proto),
             "message AuthConfig {\n    string password = 2;\n    string username = 1;\n}\n"
         );
+    }
+
+    #[test]
+    fn the_registry_listens_where_the_scenario_pushes() {
+        assert!(REGISTRY_CONFIG.contains(&format!("addr: {REGISTRY}\n")));
+        assert!(!REGISTRY_CONFIG.contains("auth:"));
     }
 
     #[test]

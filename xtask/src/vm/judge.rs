@@ -19,8 +19,9 @@ use crate::process::last_lines;
 pub const VERSION: &str = "Version";
 pub const STATUS: &str = "Status";
 pub const RUNTIME_CONFIG: &str = "RuntimeConfig";
-pub const SANDBOX_IMAGE: &str = "sandbox image imported";
 pub const RUN_POD: &str = "RunPodSandbox";
+pub const SANDBOX_IMAGE: &str = "sandbox image";
+pub const PULL_IMAGE: &str = "PullImage";
 pub const CONTAINER: &str = "CreateContainer + StartContainer";
 pub const EXEC: &str = "ExecSync ping";
 pub const CGROUP: &str = "systemd cgroup";
@@ -191,8 +192,12 @@ fn fail(why: String) -> Verdict {
 
 /// What a set's checks expect of it.
 pub struct Expect<'a> {
-    /// The configured sandbox image.
+    /// The configured sandbox image, and the id (config digest) of the one made for it.
     pub sandbox_image: &'a str,
+    pub sandbox_id: &'a str,
+    /// The container's image, and its id.
+    pub image: &'a str,
+    pub image_id: &'a str,
     /// containerd's upstream version (`2.1.9`).
     pub containerd: &'a str,
 }
@@ -213,8 +218,9 @@ pub fn up(cri: &Cri, e: &Expect) -> Vec<Outcome> {
         Outcome::of(VERSION, version(cri)),
         Outcome::of(STATUS, status(cri)),
         Outcome::of(RUNTIME_CONFIG, runtime_config(cri, e)),
-        Outcome::of(SANDBOX_IMAGE, sandbox_image(cri, e)),
         Outcome::of(RUN_POD, run_pod(cri, e)),
+        Outcome::of(SANDBOX_IMAGE, sandbox_image(cri, e)),
+        Outcome::of(PULL_IMAGE, pull_image(cri, e)),
         Outcome::of(CONTAINER, container(cri)),
         Outcome::of(EXEC, exec(cri)),
         Outcome::of(CGROUP, cgroup(cri)),
@@ -282,23 +288,65 @@ fn runtime_config(cri: &Cri, e: &Expect) -> Result<String, Verdict> {
     }
 }
 
-fn sandbox_image(cri: &Cri, e: &Expect) -> Result<String, Verdict> {
-    let r = cri.response("ImageStatus sandbox")?;
-    let tags: Vec<&str> = r["image"]["repo_tags"]
+/// ImageStatus's answer for `step`: the image's tags and id, `None` when containerd has
+/// no such image.
+fn image_of(cri: &Cri, step: &str) -> Result<Option<(Vec<String>, String)>, Verdict> {
+    let r = cri.response(step)?;
+    let Some(id) = r["image"]["id"].as_str().filter(|i| !i.is_empty()) else {
+        return Ok(None);
+    };
+    let tags = r["image"]["repo_tags"]
         .as_array()
-        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
-    if !tags.contains(&e.sandbox_image) {
+    Ok(Some((tags, id.to_owned())))
+}
+
+/// ImageStatus `step` finds `reference` with the id of the image made for it.
+fn image_is(cri: &Cri, step: &str, reference: &str, id: &str) -> Result<String, Verdict> {
+    match image_of(cri, step)? {
+        None => Err(fail(format!("{step}: containerd has no {reference}"))),
+        Some((tags, _)) if !tags.iter().any(|t| t == reference) => Err(fail(format!(
+            "{step}: the image is tagged {tags:?}, not {reference}"
+        ))),
+        Some((_, got)) if got != id => Err(fail(format!(
+            "{step}: {reference} is {got}, not the image made for it ({id})"
+        ))),
+        Some(_) => Ok(format!("{reference} ({})", short(id))),
+    }
+}
+
+/// The sandbox image, once RunPodSandbox has run, is the one made for it.
+fn sandbox_image(cri: &Cri, e: &Expect) -> Result<String, Verdict> {
+    image_is(cri, "ImageStatus sandbox", e.sandbox_image, e.sandbox_id)
+}
+
+/// PullImage brought the container's image: it answers with the image's id, and
+/// ImageStatus then finds it.
+fn pull_image(cri: &Cri, e: &Expect) -> Result<String, Verdict> {
+    let r = cri.response("PullImage")?;
+    let got = r["image_ref"].as_str().unwrap_or_default();
+    if got != e.image_id {
         return Err(fail(format!(
-            "ImageStatus finds no {} in containerd's images",
-            e.sandbox_image
+            "PullImage of {} answered {got:?}, not the id of the image made for it ({})",
+            e.image, e.image_id
         )));
     }
-    Ok(format!(
-        "{} ({})",
-        e.sandbox_image,
-        short(r["image"]["id"].as_str().unwrap_or("?"))
-    ))
+    let found = image_is(cri, "ImageStatus image", e.image, e.image_id)?;
+    Ok(format!("pulled {found}"))
+}
+
+/// Which of the images (`"sandbox"`, `"image"`) containerd had before the pod, by
+/// ImageStatus; an error when the client did not ask.
+pub fn present_before(cri: &Cri, which: &str) -> Result<bool> {
+    image_of(cri, &format!("ImageStatus {which} before"))
+        .map(|i| i.is_some())
+        .map_err(|v| anyhow!("ImageStatus {which} before: {v:?}"))
 }
 
 fn run_pod(cri: &Cri, e: &Expect) -> Result<String, Verdict> {
@@ -556,6 +604,8 @@ pub enum Setting {
     SystemdCgroup,
     SandboxImage,
     LogLineSize,
+    /// Where the CRI looks for registry hosts files.
+    ConfigPath,
 }
 
 impl Setting {
@@ -576,6 +626,7 @@ impl Setting {
             ],
             (2, Setting::SandboxImage) => &["plugins", V2_CRI, "sandbox_image"],
             (2, Setting::LogLineSize) => &["plugins", V2_CRI, "max_container_log_line_size"],
+            (2, Setting::ConfigPath) => &["plugins", V2_CRI, "registry", "config_path"],
             (3 | 4, Setting::SystemdCgroup) => &[
                 "plugins",
                 V3_RUNTIME,
@@ -594,6 +645,12 @@ impl Setting {
             (3 | 4, Setting::LogLineSize) => {
                 &["plugins", V3_RUNTIME, "max_container_log_line_size"]
             }
+            (3 | 4, Setting::ConfigPath) => &[
+                "plugins",
+                "io.containerd.cri.v1.images",
+                "registry",
+                "config_path",
+            ],
             _ => return None,
         })
     }
@@ -714,14 +771,8 @@ mod tests {
                 "RuntimeConfig",
                 json!({"linux": {"cgroup_driver": "SYSTEMD"}}),
             ),
-            call(
-                "ImageStatus sandbox",
-                json!({"image": {"id": "sha256:abc", "repo_tags": ["registry.k8s.io/pause:3.10.2"]}}),
-            ),
-            call(
-                "ImageStatus image",
-                json!({"image": {"id": "sha256:def", "repo_tags": ["example.invalid/busybox:vm"]}}),
-            ),
+            call("ImageStatus sandbox before", json!({})),
+            call("ImageStatus image before", json!({})),
             fact("pod", json!({"uid": UID, "cgroup_parent": SLICE})),
             call("RunPodSandbox", json!({"pod_sandbox_id": "p1"})),
             call(
@@ -731,6 +782,15 @@ mod tests {
             fact(
                 "sandbox container",
                 json!({"status": 0, "stdout": "{\"Image\": \"registry.k8s.io/pause:3.10.2\"}", "stderr": ""}),
+            ),
+            call(
+                "ImageStatus sandbox",
+                json!({"image": {"id": "sha256:abc", "repo_tags": ["registry.k8s.io/pause:3.10.2"]}}),
+            ),
+            call("PullImage", json!({"image_ref": "sha256:def"})),
+            call(
+                "ImageStatus image",
+                json!({"image": {"id": "sha256:def", "repo_tags": ["docker.io/library/busybox:vm"]}}),
             ),
             call("CreateContainer", json!({"container_id": "c1"})),
             call("StartContainer", json!({})),
@@ -756,6 +816,9 @@ mod tests {
 
     const E21: Expect = Expect {
         sandbox_image: "registry.k8s.io/pause:3.10.2",
+        sandbox_id: "sha256:abc",
+        image: "docker.io/library/busybox:vm",
+        image_id: "sha256:def",
         containerd: "2.1.9",
     };
 
@@ -844,25 +907,61 @@ mod tests {
             s.push(failed(
                 "RunPodSandbox",
                 "UNKNOWN",
-                "failed to get sandbox image \"registry.k8s.io/pause:3.10.2\"",
+                "failed to get sandbox image \"registry.k8s.io/pause:3.10.2\": failed to do request: Head \"https://registry.k8s.io/v2/pause/manifests/3.10.2\": dial tcp: lookup registry.k8s.io: no such host",
             ));
             s.push(fact("done", json!(true)));
-            replace(
-                s,
-                "ImageStatus sandbox",
-                call("ImageStatus sandbox", json!({})),
-            );
         });
         let outcomes = up(&rec, &E21);
-        broken(
-            &outcomes,
-            &[(SANDBOX_IMAGE, "finds no"), (RUN_POD, "sandbox image")],
-        )
-        .unwrap();
+        broken(&outcomes, &[(RUN_POD, "https://registry.k8s.io/")]).unwrap();
         assert!(matches!(
             outcomes.last().unwrap().verdict,
             Verdict::NotReached(_)
         ));
+        assert!(!present_before(&rec, "sandbox").unwrap());
+    }
+
+    #[test]
+    fn images_must_be_the_ones_made_for_them() {
+        // The sandbox ran on some other image of that name.
+        let rec = up_record(|s| {
+            replace(
+                s,
+                "ImageStatus sandbox",
+                call(
+                    "ImageStatus sandbox",
+                    json!({"image": {"id": "sha256:999", "repo_tags": ["registry.k8s.io/pause:3.10.2"]}}),
+                ),
+            )
+        });
+        assert!(
+            matches!(sandbox_image(&rec, &E21), Err(Verdict::Fail(m)) if m.contains("sha256:999"))
+        );
+        // PullImage answered, but with another image.
+        let rec = up_record(|s| {
+            replace(
+                s,
+                "PullImage",
+                call("PullImage", json!({"image_ref": "sha256:999"})),
+            )
+        });
+        assert!(matches!(pull_image(&rec, &E21), Err(Verdict::Fail(_))));
+        // The image was there before the pod: a pull proves nothing then.
+        let rec = up_record(|s| {
+            replace(
+                s,
+                "ImageStatus image before",
+                call(
+                    "ImageStatus image before",
+                    json!({"image": {"id": "sha256:def", "repo_tags": ["docker.io/library/busybox:vm"]}}),
+                ),
+            )
+        });
+        assert!(present_before(&rec, "image").unwrap());
+        assert!(present_before(
+            &up_record(|s| s.retain(|x| x["step"] != "ImageStatus image before")),
+            "image"
+        )
+        .is_err());
     }
 
     #[test]
@@ -912,7 +1011,7 @@ mod tests {
 
     #[test]
     fn settings_are_read_in_their_schema_tables() {
-        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"p:1\"\nmax_container_log_line_size = 32768\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n";
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"p:1\"\nmax_container_log_line_size = 32768\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n";
         let d = Dump::parse(v2).unwrap();
         assert_eq!(
             d.get(Setting::SandboxImage).and_then(|v| v.as_str()),
@@ -926,13 +1025,21 @@ mod tests {
             d.get(Setting::SystemdCgroup).and_then(|v| v.as_bool()),
             Some(true)
         );
-        let v3 = "version = 3\n[plugins.'io.containerd.cri.v1.runtime']\nmax_container_log_line_size = 16384\n";
+        assert_eq!(
+            d.get(Setting::ConfigPath).and_then(|v| v.as_str()),
+            Some("/etc/containerd/certs.d")
+        );
+        let v3 = "version = 3\n[plugins.'io.containerd.cri.v1.runtime']\nmax_container_log_line_size = 16384\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/etc/containerd/certs.d'\n";
         let d = Dump::parse(v3).unwrap();
         assert_eq!(
             d.get(Setting::LogLineSize).and_then(|v| v.as_integer()),
             Some(16384)
         );
         assert!(d.get(Setting::SandboxImage).is_none());
+        assert_eq!(
+            d.get(Setting::ConfigPath).and_then(|v| v.as_str()),
+            Some("/etc/containerd/certs.d")
+        );
         assert!(Dump::parse("version = 9")
             .unwrap()
             .get(Setting::SandboxImage)

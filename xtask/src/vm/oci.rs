@@ -2,6 +2,8 @@
 //! one layer holding a static busybox and links to a few of its applets. The guest has no
 //! network, so the sandbox image is a stand-in made this way too, under the configured
 //! sandbox image's name; its process sleeps, so the sandbox stays up until it is stopped.
+//! Each image's config digest is what containerd's CRI reports as the image's id, so the
+//! host knows which image a pull in the guest must have brought.
 
 use std::fs;
 use std::path::Path;
@@ -21,8 +23,16 @@ pub struct Image<'a> {
     pub entrypoint: &'a [&'a str],
 }
 
+/// An image archive made by [`make`].
+pub struct Made {
+    /// What it holds, for the output.
+    pub detail: String,
+    /// The digest of its config (`sha256:…`): the image's id in containerd.
+    pub id: String,
+}
+
 /// Writes `image` as an OCI archive at `tar`; `work` is scratch space.
-pub fn make(image: &Image, arch: DebArch, work: &Path, tar: &Path) -> Result<String> {
+pub fn make(image: &Image, arch: DebArch, work: &Path, tar: &Path) -> Result<Made> {
     let busybox = Path::new("/bin/busybox");
     let linkage = elf::inspect(busybox, "/bin/busybox", arch)
         .context("/bin/busybox: apt-get install busybox-static")?;
@@ -65,6 +75,7 @@ pub fn make(image: &Image, arch: DebArch, work: &Path, tar: &Path) -> Result<Str
         config.extend(["--config.entrypoint", arg]);
     }
     umoci(&config)?;
+    let id = config_digest(&layout, image.tag)?;
     process::run(
         Command::new("tar")
             .arg("-C")
@@ -76,12 +87,60 @@ pub fn make(image: &Image, arch: DebArch, work: &Path, tar: &Path) -> Result<Str
     let size = fs::metadata(tar)
         .with_context(|| format!("cannot read {}", tar.display()))?
         .len();
-    Ok(format!(
-        "{} ({size} bytes: busybox with {}, running {})",
-        tar.display(),
-        image.applets.join(", "),
-        image.entrypoint.join(" ")
-    ))
+    Ok(Made {
+        detail: format!(
+            "{} ({size} bytes: busybox with {}, running {}; id {id})",
+            tar.display(),
+            image.applets.join(", "),
+            image.entrypoint.join(" ")
+        ),
+        id,
+    })
+}
+
+/// The config digest of the manifest tagged `tag` in the OCI layout at `layout`: its
+/// index names the manifest, the manifest names the config.
+fn config_digest(layout: &Path, tag: &str) -> Result<String> {
+    let read_json = |path: &Path| -> Result<serde_json::Value> {
+        let text = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))
+    };
+    let blob = |digest: &str| -> Result<std::path::PathBuf> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("{digest:?} is not a sha256 digest"))?;
+        Ok(layout.join("blobs/sha256").join(hex))
+    };
+    let index = read_json(&layout.join("index.json"))?;
+    let manifest = index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .and_then(|m| m["digest"].as_str())
+        .with_context(|| {
+            format!(
+                "{}/index.json has no manifest tagged {tag}",
+                layout.display()
+            )
+        })?;
+    let manifest = read_json(&blob(manifest)?)?;
+    let config = manifest["config"]["digest"].as_str().with_context(|| {
+        format!(
+            "the manifest tagged {tag} in {} has no config",
+            layout.display()
+        )
+    })?;
+    // The id is only worth something if it names the bytes that are there.
+    let bytes = fs::read(blob(config)?).with_context(|| format!("{config}: no such blob"))?;
+    let actual = format!("sha256:{}", testkit::upstream::sha256_hex(&bytes));
+    ensure!(
+        actual == config,
+        "the config blob {config} in {} hashes to {actual}",
+        layout.display()
+    );
+    Ok(config.to_owned())
 }
 
 /// A reference split into what ctr's `--base-name` takes and the tag the archive carries
