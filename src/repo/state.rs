@@ -1,7 +1,7 @@
 //! Reads what a repository holds, from the repository itself: the live Release (InRelease's
 //! signed text, else Release), the entries of every index it lists, the record of by-hash
-//! generations, the by-hash files on disk and the URL of the last `.sources`, and the other
-//! suites for the index page. Nothing else is kept on the side: the indexes already carry
+//! generations, the by-hash files on disk, the client files (and the URL the last
+//! `.sources` names), and the other suites for the index page. Nothing else is kept on the side: the indexes already carry
 //! every package's fields, size and hashes, so no published package is opened again (but
 //! once, for its debconf templates, if its record predates them). Also inspects the
 //! packages to add: their control file, templates and hashes, never their payload.
