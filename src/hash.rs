@@ -70,6 +70,11 @@ pub fn sha1_hex(bytes: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(bytes))
 }
 
+/// The hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// The hex sha512 of `bytes`.
 pub fn sha512_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha512::digest(bytes))
@@ -104,6 +109,64 @@ impl Hashes {
     pub fn of_file(path: &Path) -> Result<Hashes> {
         let file = File::open(path).at(path)?;
         Hashes::of_reader(file).at(path)
+    }
+}
+
+/// The size, md5 and sha256 of a stream, taken in one pass: what an apt index lists of a
+/// package, without the sha1 it does not list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageHashes {
+    pub size: u64,
+    pub md5: String,
+    pub sha256: String,
+}
+
+impl PackageHashes {
+    /// Reads `r` in pieces of 256 KiB (a package is read once, from a file, and often).
+    pub fn of_reader(mut r: impl Read) -> io::Result<PackageHashes> {
+        let mut h = PackageHasher::default();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            h.write_all(&buf[..n])?;
+        }
+        Ok(h.finish())
+    }
+}
+
+/// Hashes what is written to it; [`PackageHasher::finish`] gives the [`PackageHashes`].
+#[derive(Default)]
+pub struct PackageHasher {
+    size: u64,
+    md5: Md5,
+    sha256: sha2::Sha256,
+}
+
+impl PackageHasher {
+    pub fn finish(self) -> PackageHashes {
+        PackageHashes {
+            size: self.size,
+            md5: hex::encode(self.md5.finalize()),
+            sha256: hex::encode(self.sha256.finalize()),
+        }
+    }
+}
+
+impl Write for PackageHasher {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.size += buf.len() as u64;
+        self.md5.update(buf);
+        self.sha256.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -176,6 +239,12 @@ mod tests {
         );
         assert_eq!(Sha256::of(b"abc"), h.sha256);
         assert_eq!(md5_hex(b"abc"), h.md5);
+        assert_eq!(sha256_hex(b"abc"), h.sha256.as_str());
+        let p = PackageHashes::of_reader(&b"abc"[..]).unwrap();
+        assert_eq!(
+            (p.size, &p.md5, p.sha256.as_str()),
+            (3, &h.md5, h.sha256.as_str())
+        );
     }
 
     #[test]

@@ -1165,3 +1165,87 @@ fn adding_one_package_to_a_thousand_package_repo_reads_no_package_again() {
     let packages = read(repo.join("dists/stable/main/binary-amd64/Packages"));
     assert_eq!(packages.matches("\nVersion: ").count(), 1001);
 }
+
+#[test]
+fn publishing_one_package_at_a_time_ends_with_the_files_a_cold_publish_of_them_writes() {
+    let d = debs();
+    let k = key("repo");
+    let dir = TempDir::new().unwrap();
+    let (one_by_one, cold) = (dir.path().join("one-by-one"), dir.path().join("cold"));
+    let all: Vec<&PathBuf> = d.rev.iter().chain([&d.rev1_arm64]).collect();
+    // A clock one second on for each publish, in the past so none waits for its Date: the
+    // last publish and the cold one are both dated `last` and sign at that time.
+    let start = now() - 3600;
+    for (i, deb) in all.iter().enumerate() {
+        publish(
+            &one_by_one,
+            &[deb],
+            &[&k],
+            &PublishOptions::new(start + i as u64),
+        )
+        .unwrap();
+    }
+    let last = start + all.len() as u64 - 1;
+    publish(&cold, &all, &[&k], &PublishOptions::new(last)).unwrap();
+    assert_eq!(live_release(&cold).date, last);
+
+    // The publish record keeps earlier generations and first-publish dates, and by-hash
+    // keeps the copies earlier Releases named: only those may differ. The page shows when
+    // each file was first published, and nothing else may differ on it.
+    let live: BTreeSet<String> = live_release(&cold)
+        .files
+        .iter()
+        .flat_map(|f| repo::plan::by_hash_paths("dists/stable", f))
+        .collect();
+    assert_eq!(
+        live.len(),
+        12,
+        "SHA256 and SHA512 of 3 files for 2 architectures"
+    );
+    let compared = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        snapshot(root)
+            .into_iter()
+            .map(|(p, bytes)| {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                (rel, bytes)
+            })
+            .filter(|(rel, _)| {
+                !rel.starts_with(".state/")
+                    && rel != ".lock"
+                    && (!rel.contains("/by-hash/") || live.contains(rel))
+            })
+            .map(|(rel, bytes)| match rel.as_str() {
+                "index.html" => (rel, without_times(&String::from_utf8(bytes).unwrap())),
+                _ => (rel, bytes),
+            })
+            .collect()
+    };
+    let (a, b) = (compared(&one_by_one), compared(&cold));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{name} differs from a cold publish of the same packages"
+        );
+    }
+    // And the dates the page shows are each file's own publish.
+    let page = read(one_by_one.join("index.html"));
+    for i in 0..all.len() as u64 {
+        let t = containerd_stack::render::rfc3339(start + i);
+        assert!(page.contains(&format!("<time datetime=\"{t}\">")), "{t}");
+    }
+}
+
+/// `html` with every `<time …>…</time>` element taken out.
+fn without_times(html: &str) -> Vec<u8> {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("<time ") {
+        out.push_str(&rest[..at]);
+        let end = rest[at..].find("</time>").expect("a closed <time>") + at;
+        rest = &rest[end + "</time>".len()..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}

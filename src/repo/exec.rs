@@ -1,8 +1,8 @@
 //! Carries a [`Plan`] out, one [`Step`] at a time in the plan's order. Every file is
-//! written whole under no name and linked into place ([`crate::atomic`]), its data and its
-//! directory flushed to disk before the next step starts, so a reader — or a crash — sees
-//! the old file or the new one, never part of one, and never a later step without the
-//! earlier ones. A lock on `<repo>/.lock` makes two publishes into one repository wait for
+//! written whole under no name and linked into place ([`crate::atomic`]), so a reader sees
+//! the old file or the new one, never part of one. The steps come in phases ([`Flush`]):
+//! a phase's files are flushed to disk, data and names, before the next phase's first step,
+//! so a crash never leaves a later phase without the earlier ones. A lock on `<repo>/.lock` makes two publishes into one repository wait for
 //! each other.
 
 use std::fs::{self, File, OpenOptions};
@@ -10,13 +10,12 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::atomic::{sync_filesystem, AtomicFile};
 use crate::error::{Error, IoContext, Result};
+use crate::hash::Sha256Hasher;
 use crate::listener::{Event, Listener, Stage};
 
-use super::plan::{Plan, Step};
+use super::plan::{Flush, Plan, Step};
 
 /// Held while a publish runs; dropping it (or the process ending) releases the lock.
 #[derive(Debug)]
@@ -55,7 +54,9 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
 }
 
 /// Carries out every step of `plan`, reporting each to `listener`, and the count of steps
-/// done as [`Stage::Publish`] progress.
+/// done as [`Stage::Publish`] progress. Each phase's files are named without a flush and
+/// made durable together by one flush of the filesystem before the next phase begins
+/// ([`Flush`]).
 pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> {
     const NAME: &str = "repository files";
     let total = plan.steps.len() as u64;
@@ -63,26 +64,40 @@ pub fn execute(root: &Path, plan: &Plan, listener: &dyn Listener) -> Result<()> 
         stage: Stage::Publish,
         name: NAME.into(),
     });
-    // Pool copies come first and can be many: they are made durable together, by one
-    // filesystem sync before the first step that refers to them, instead of one by one.
     let mut unsynced = false;
-    let result = plan.steps.iter().enumerate().try_for_each(|(i, step)| {
-        listener.event(Event::Step(step.to_string()));
-        let batch = matches!(step, Step::CopyDeb { .. });
-        if unsynced && !batch {
-            sync_filesystem(root)?;
-            unsynced = false;
-        }
-        apply_with(root, step, !batch)?;
-        unsynced |= batch;
-        listener.event(Event::Progress {
-            stage: Stage::Publish,
-            name: NAME.into(),
-            done: i as u64 + 1,
-            total,
-        });
-        Ok(())
-    });
+    let result =
+        plan.steps
+            .iter()
+            .zip(&plan.flush)
+            .enumerate()
+            .try_for_each(|(i, (step, flush))| {
+                listener.event(Event::Step(step.to_string()));
+                match flush {
+                    Flush::Alone => {
+                        if unsynced {
+                            sync_filesystem(root)?;
+                            unsynced = false;
+                        }
+                        apply_with(root, step, true)?;
+                    }
+                    Flush::WithPhase => {
+                        apply_with(root, step, false)?;
+                        unsynced = true;
+                    }
+                    Flush::EndOfPhase => {
+                        apply_with(root, step, false)?;
+                        sync_filesystem(root)?;
+                        unsynced = false;
+                    }
+                }
+                listener.event(Event::Progress {
+                    stage: Stage::Publish,
+                    name: NAME.into(),
+                    done: i as u64 + 1,
+                    total,
+                });
+                Ok(())
+            });
     let result = result.and_then(|()| match unsynced {
         true => sync_filesystem(root),
         false => Ok(()),
@@ -99,29 +114,35 @@ pub fn apply(root: &Path, step: &Step) -> Result<()> {
     apply_with(root, step, true)
 }
 
+/// Carries out one step; `durable`: its data, its name and any directory made for it are
+/// flushed before this returns, else they are left to the phase's flush.
 fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
     match step {
         Step::Write { to, bytes } => {
             let path = root.join(to);
-            let mut f = AtomicFile::new_in(&make_dirs(&path)?, 0o644)?;
+            let mut f = AtomicFile::new_in(&make_dirs(&path, durable)?, 0o644)?;
             f.file().write_all(bytes).at(&path)?;
-            f.persist(&path)
+            match durable {
+                true => f.persist(&path),
+                false => f.persist_unsynced(&path),
+            }
         }
         Step::CopyDeb { from, to, .. } if from.starts_with(root.join(super::INCOMING)) => {
             // Staged and hashed by this publish: moved, not copied again.
             let path = root.join(to);
-            let dir = make_dirs(&path)?;
+            let dir = make_dirs(&path, durable)?;
             fs::rename(from, &path).at(&path)?;
             if durable {
+                File::open(&path).and_then(|f| f.sync_all()).at(&path)?;
                 File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
             }
             Ok(())
         }
         Step::CopyDeb { from, to, sha256 } => {
             let path = root.join(to);
-            let mut f = AtomicFile::new_in(&make_dirs(&path)?, 0o644)?;
+            let mut f = AtomicFile::new_in(&make_dirs(&path, durable)?, 0o644)?;
             let mut src = File::open(from).at(from)?;
-            let mut hasher = Sha256::new();
+            let mut hasher = Sha256Hasher::default();
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = src.read(&mut buf).at(from)?;
@@ -131,7 +152,7 @@ fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
                 hasher.update(&buf[..n]);
                 f.file().write_all(&buf[..n]).at(&path)?;
             }
-            let got = hex::encode(hasher.finalize());
+            let got = hasher.finish().to_string();
             if got != *sha256 {
                 return Err(Error::Repo {
                     path: from.clone(),
@@ -156,9 +177,10 @@ fn apply_with(root: &Path, step: &Step, durable: bool) -> Result<()> {
     }
 }
 
-/// Creates the directory of `file` and any missing parents, flushing each new name to disk
-/// in its parent, so a file linked into a new directory survives a crash too.
-fn make_dirs(file: &Path) -> Result<PathBuf> {
+/// Creates the directory of `file` and any missing parents; `durable`: flushing each new
+/// name to disk in its parent, so a file linked into a new directory survives a crash too
+/// (else the phase's flush does).
+fn make_dirs(file: &Path, durable: bool) -> Result<PathBuf> {
     let dir = file.parent().expect("a file in the repository").to_owned();
     let mut missing = Vec::new();
     let mut d = dir.as_path();
@@ -175,7 +197,7 @@ fn make_dirs(file: &Path) -> Result<PathBuf> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).at(d),
         }
-        if let Some(parent) = d.parent() {
+        if let (true, Some(parent)) = (durable, d.parent()) {
             File::open(parent).and_then(|p| p.sync_all()).at(parent)?;
         }
     }

@@ -62,7 +62,7 @@ use crate::listener::{Event, Listener, Stage};
 use crate::sign::Signer;
 
 pub use exec::{apply, execute, lock, RepoLock};
-pub use plan::{plan, Plan, PublishOptions, Step};
+pub use plan::{plan, Flush, Plan, PublishOptions, Step};
 pub use state::{inspect_deb, read_current};
 pub use verify::{verify, Location, Verified, VerifyOptions};
 pub use version::compare_versions;

@@ -19,16 +19,23 @@
 //! Up to step 5 the live InRelease is the old one, and every file it names is still there
 //! (apt fetches indexes by hash, and old by-hash copies are only deleted in step 8); from
 //! step 5 on it is the new one, and everything it names was written before it.
+//!
+//! The steps are flushed to disk in phases ([`Flush`]), each phase before the next begins:
+//! steps 1 to 4 (a client file whose bytes did not change is not written at all);
+//! `Release` and `Release.gpg`; `InRelease` alone; the record alone; the page and the
+//! deletions. One flush of the filesystem (`syncfs`) ends a phase, and InRelease and the
+//! record are each flushed on their own, so a publish flushes the same five times whether
+//! it writes twenty files or a thousand.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha512};
 
 use crate::deb::compress::Compression;
 use crate::error::{Error, IoContext, Result};
+use crate::hash::{sha256_hex, sha512_hex};
 use crate::render::rfc2822;
 use crate::sign::{public_keyring, Signer};
 
@@ -172,6 +179,9 @@ pub struct Current {
     pub by_hash_files: BTreeSet<String>,
     /// `URIs:` of the `.sources` file the last publish wrote.
     pub url: Option<String>,
+    /// The client files at the root (`containerd-stack.gpg`, `.asc`, `.sources`) as they
+    /// are, by name: one whose next bytes are the same is not written again.
+    pub client_files: BTreeMap<String, Vec<u8>>,
     /// The other suites with a live Release, by name.
     pub others: BTreeMap<String, OtherSuite>,
     /// Templates read from pool files whose suite's record has none (published before
@@ -214,11 +224,29 @@ impl std::fmt::Display for Step {
     }
 }
 
+/// When a step's file reaches the disk. Steps are carried out in phases: the files of a
+/// phase are named without a flush, and one flush of the filesystem ends the phase before
+/// the next phase's first step, so the order that matters (see the module's documentation)
+/// holds after a crash, at one flush per phase instead of two per file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// With the rest of its phase.
+    WithPhase,
+    /// Last of its phase: everything written so far is flushed before the next step.
+    EndOfPhase,
+    /// A phase of its own, flushed after whatever came before it: its bytes, then its
+    /// name. For a file that must be the old one or the new one after a crash on any
+    /// filesystem (InRelease, the switch; the record, which the next publish reads).
+    Alone,
+}
+
 /// The next generation of the repository.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// In the order they must be carried out.
     pub steps: Vec<Step>,
+    /// When each step's file is flushed, one for each of `steps`.
+    pub flush: Vec<Flush>,
     pub release: Release,
     /// Pool paths of packages added to an index.
     pub added: Vec<String>,
@@ -255,7 +283,7 @@ pub fn plan(
     let client = client_files(current, opts, signers, &release)?;
     let (state, warnings) = next_state(current, &merged.new, &indexes.kept, &release, opts);
     let page = index_page(current, signers, &client, &release, &indexes.kept, &state);
-    let steps = order_steps(Steps {
+    let (steps, flush) = order_steps(Steps {
         current,
         suite_dir: &suite_dir,
         pool: pool_steps,
@@ -269,6 +297,7 @@ pub fn plan(
     });
     Ok(Plan {
         steps,
+        flush,
         release,
         added,
         already: merged.already,
@@ -524,7 +553,7 @@ fn render_indexes(
         out.kept.insert((component.clone(), arch.clone()), kept);
         let dir = format!("{component}/binary-{arch}");
         let names = ["Packages", "Packages.gz", "Packages.xz"].map(|n| format!("{dir}/{n}"));
-        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let sha256 = sha256_hex(text.as_bytes());
         let listed: Option<Vec<IndexFile>> = names.iter().map(|n| live_file(n).cloned()).collect();
         let unchanged = listed.filter(|fs| {
             fs[0].sha256 == sha256
@@ -537,14 +566,19 @@ fn render_indexes(
             continue;
         }
         let shown = current.root.join(format!("{suite_dir}/{}", names[0]));
-        let gz = gzip(text.as_bytes(), &shown)?;
-        let xz = xz(text.as_bytes(), &shown)?;
+        // Side by side: most of what adding one package to a large index costs.
+        let (gz, xz) = std::thread::scope(|scope| {
+            let gz = scope.spawn(|| gzip(text.as_bytes(), &shown));
+            let xz = xz(text.as_bytes(), &shown);
+            (gz.join().expect("the gzip thread panicked"), xz)
+        });
+        let (gz, xz) = (gz?, xz?);
         for (name, bytes) in names.iter().zip([text.into_bytes(), gz, xz]) {
             let file = IndexFile {
                 path: name.clone(),
                 size: bytes.len() as u64,
-                sha256: hex::encode(Sha256::digest(&bytes)),
-                sha512: Some(hex::encode(Sha512::digest(&bytes))),
+                sha256: sha256_hex(&bytes),
+                sha512: Some(sha512_hex(&bytes)),
             };
             for path in by_hash_paths(&suite_dir, &file) {
                 if !current.by_hash_files.contains(&path) {
@@ -825,7 +859,7 @@ fn debconf_records(
                 return None;
             }
         };
-        let key = hex::encode(Sha256::digest(reduced.as_bytes()));
+        let key = sha256_hex(reduced.as_bytes());
         templates.entry(key.clone()).or_insert(reduced);
         Some(key)
     };
@@ -905,59 +939,84 @@ struct Steps<'a> {
 }
 
 /// The order the module's documentation explains: everything a Release names before it,
-/// InRelease as the switch, deletions last.
-fn order_steps(s: Steps) -> Vec<Step> {
-    let write = |to: String, bytes: Vec<u8>| Step::Write { to, bytes };
+/// InRelease as the switch, deletions last; and the phases each ends. A client file whose
+/// bytes did not change is not written again.
+fn order_steps(s: Steps) -> (Vec<Step>, Vec<Flush>) {
     let suite_dir = s.suite_dir;
     let state_file = suite_dir
         .strip_prefix("dists/")
         .map(state_path)
         .expect("a suite directory");
-    let mut steps = s.pool;
-    steps.extend(s.indexes);
-    steps.push(write(
-        format!("{CLIENT_NAME}.gpg"),
-        s.client.keyring.clone(),
-    ));
-    steps.push(write(
-        format!("{CLIENT_NAME}.asc"),
-        s.client.keyring_armored.clone().into_bytes(),
-    ));
-    steps.push(write(
-        format!("{CLIENT_NAME}.sources"),
-        s.client.sources.clone().into_bytes(),
-    ));
-    steps.push(write(
-        format!("{suite_dir}/Release"),
-        s.signed.release.into_bytes(),
-    ));
-    steps.push(write(
-        format!("{suite_dir}/Release.gpg"),
-        s.signed.release_gpg.into_bytes(),
-    ));
-    steps.push(write(
-        format!("{suite_dir}/InRelease"),
-        s.signed.in_release.into_bytes(),
-    ));
-    steps.push(write(
-        state_file,
-        serde_json::to_vec_pretty(s.state).expect("plain data serialises"),
-    ));
-    steps.push(write(PAGE.to_owned(), s.page));
+    let write = |to: String, bytes: Vec<u8>, flush: Flush| (Step::Write { to, bytes }, flush);
+    // Phase 1: the pool, the indexes and the client files.
+    let mut first: Vec<Step> = s.pool;
+    first.extend(s.indexes);
+    for (name, bytes) in [
+        (format!("{CLIENT_NAME}.gpg"), s.client.keyring.clone()),
+        (
+            format!("{CLIENT_NAME}.asc"),
+            s.client.keyring_armored.clone().into_bytes(),
+        ),
+        (
+            format!("{CLIENT_NAME}.sources"),
+            s.client.sources.clone().into_bytes(),
+        ),
+    ] {
+        if s.current.client_files.get(&name) != Some(&bytes) {
+            first.push(Step::Write { to: name, bytes });
+        }
+    }
+    let n = first.len();
+    let mut steps: Vec<(Step, Flush)> = first
+        .into_iter()
+        .enumerate()
+        .map(|(i, step)| match i + 1 == n {
+            true => (step, Flush::EndOfPhase),
+            false => (step, Flush::WithPhase),
+        })
+        .collect();
+    // Phase 2: Release and Release.gpg; then InRelease, then the record.
+    steps.extend([
+        write(
+            format!("{suite_dir}/Release"),
+            s.signed.release.into_bytes(),
+            Flush::WithPhase,
+        ),
+        write(
+            format!("{suite_dir}/Release.gpg"),
+            s.signed.release_gpg.into_bytes(),
+            Flush::EndOfPhase,
+        ),
+        write(
+            format!("{suite_dir}/InRelease"),
+            s.signed.in_release.into_bytes(),
+            Flush::Alone,
+        ),
+        write(
+            state_file,
+            serde_json::to_vec_pretty(s.state).expect("plain data serialises"),
+            Flush::Alone,
+        ),
+        // The last phase: the page and the deletions.
+        write(PAGE.to_owned(), s.page, Flush::WithPhase),
+    ]);
     let referenced: BTreeSet<&String> = s.kept.values().flatten().map(|e| &e.filename).collect();
     for path in s.live_pool {
         if !referenced.contains(path) && !s.current.elsewhere.contains_key(path) {
-            steps.push(Step::Remove { path: path.clone() });
+            steps.push((Step::Remove { path: path.clone() }, Flush::WithPhase));
         }
     }
     let kept_by_hash: BTreeSet<&String> =
         s.state.generations.iter().flat_map(|g| &g.files).collect();
     for path in &s.current.by_hash_files {
         if !kept_by_hash.contains(path) {
-            steps.push(Step::Remove { path: path.clone() });
+            steps.push((Step::Remove { path: path.clone() }, Flush::WithPhase));
         }
     }
-    steps
+    if let Some(last) = steps.last_mut() {
+        last.1 = Flush::EndOfPhase;
+    }
+    steps.into_iter().unzip()
 }
 
 /// Where the suites' records live, relative to the root.
@@ -1055,7 +1114,7 @@ mod tests {
             templates: None,
             size: 10,
             md5: "0".repeat(32),
-            sha256: hex::encode(Sha256::digest(format!("{version}{arch}"))),
+            sha256: sha256_hex(format!("{version}{arch}").as_bytes()),
         }
     }
 
@@ -1269,6 +1328,66 @@ mod tests {
             p.len() - 1,
             "the page comes last, after the record"
         );
+    }
+
+    #[test]
+    fn each_phase_ends_in_a_flush_and_unchanged_client_files_are_not_written_again() {
+        let s = signer();
+        let first = plan(
+            &Current::default(),
+            &[deb("1.0-1", "amd64")],
+            &[&s],
+            &opts(),
+        )
+        .unwrap();
+        assert_eq!(first.flush.len(), first.steps.len());
+        let flush = |p: &Plan, name: &str| {
+            let i = paths(p).iter().position(|x| x == name).unwrap();
+            p.flush[i]
+        };
+        // Everything the Release names is flushed before it, the Release before InRelease.
+        assert_eq!(flush(&first, "containerd-stack.sources"), Flush::EndOfPhase);
+        assert_eq!(flush(&first, "dists/stable/Release"), Flush::WithPhase);
+        assert_eq!(flush(&first, "dists/stable/Release.gpg"), Flush::EndOfPhase);
+        assert_eq!(flush(&first, "dists/stable/InRelease"), Flush::Alone);
+        assert_eq!(flush(&first, ".state/stable.json"), Flush::Alone);
+        assert_eq!(first.flush.last(), Some(&Flush::EndOfPhase));
+        let before_release = paths(&first)
+            .iter()
+            .position(|x| x == "dists/stable/Release")
+            .unwrap();
+        assert!(first.flush[..before_release - 1]
+            .iter()
+            .all(|f| *f == Flush::WithPhase));
+
+        let mut current = after(&first);
+        for step in &first.steps {
+            if let Step::Write { to, bytes } = step {
+                if to.starts_with(CLIENT_NAME) {
+                    current.client_files.insert(to.clone(), bytes.clone());
+                }
+            }
+        }
+        assert_eq!(current.client_files.len(), 3);
+        let next = plan(&current, &[deb("1.0-2", "amd64")], &[&s], &opts()).unwrap();
+        assert!(
+            paths(&next).iter().all(|p| !p.starts_with(CLIENT_NAME)),
+            "{:?}",
+            paths(&next)
+        );
+        // The Packages.xz before the Release ends the first phase now.
+        assert_eq!(
+            flush(&next, "dists/stable/main/binary-amd64/Packages.xz"),
+            Flush::EndOfPhase
+        );
+        let mut moved = opts();
+        moved.url = Some("https://apt.example.org/".into());
+        let next = plan(&current, &[], &[&s], &moved).unwrap();
+        let written: Vec<String> = paths(&next)
+            .into_iter()
+            .filter(|p| p.starts_with(CLIENT_NAME))
+            .collect();
+        assert_eq!(written, ["containerd-stack.sources"]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Reads what a repository holds, from the repository itself: the live Release (InRelease's
 //! signed text, else Release), the entries of every index it lists, the record of by-hash
-//! generations, the by-hash files on disk and the URL of the last `.sources`, and the other
-//! suites for the index page. Nothing else is kept on the side: the indexes already carry
+//! generations, the by-hash files on disk, the client files (and the URL the last
+//! `.sources` names), and the other suites for the index page. Nothing else is kept on the side: the indexes already carry
 //! every package's fields, size and hashes, so no published package is opened again (but
 //! once, for its debconf templates, if its record predates them). Also inspects the
 //! packages to add: their control file, templates and hashes, never their payload.
@@ -11,11 +11,9 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use md5::Md5;
-use sha2::{Digest, Sha256};
-
 use crate::deb::read::read_control_member;
 use crate::error::{Error, IoContext, Result};
+use crate::hash::{sha256_hex, PackageHashes};
 
 use super::deb822;
 use super::packages::{self, Entry, NewDeb};
@@ -68,9 +66,14 @@ pub fn read_current(root: &Path, suite: &str) -> Result<Current> {
     current.templates_read = read_missing_templates(root, &current)?;
     current.by_hash_files = list_by_hash(root, suite)?;
 
-    let sources = root.join(format!("{CLIENT_NAME}.sources"));
-    if let Some(bytes) = read_optional(&sources)? {
-        current.url = deb822::parse(&String::from_utf8_lossy(&bytes))
+    for ext in ["gpg", "asc", "sources"] {
+        let name = format!("{CLIENT_NAME}.{ext}");
+        if let Some(bytes) = read_optional(&root.join(&name))? {
+            current.client_files.insert(name, bytes);
+        }
+    }
+    if let Some(bytes) = current.client_files.get(&format!("{CLIENT_NAME}.sources")) {
+        current.url = deb822::parse(&String::from_utf8_lossy(bytes))
             .ok()
             .and_then(|ps| {
                 ps.first()?
@@ -182,9 +185,7 @@ fn read_suite(root: &Path, suite: &str) -> Result<Suite> {
     for f in &r.files {
         let path = suite_dir.join(&f.path);
         let bytes = read_optional(&path)?;
-        let ok = bytes
-            .as_ref()
-            .is_some_and(|b| hex::encode(Sha256::digest(b)) == f.sha256);
+        let ok = bytes.as_ref().is_some_and(|b| sha256_hex(b) == f.sha256);
         if !ok {
             out.stale.insert(f.path.clone());
         }
@@ -220,7 +221,7 @@ fn read_suite(root: &Path, suite: &str) -> Result<Suite> {
                 // The by-hash copy is exactly what the live Release names.
                 let by_hash = suite_dir.join(format!("{dir}/by-hash/SHA256/{}", listed.sha256));
                 match read_optional(&by_hash)? {
-                    Some(b) if hex::encode(Sha256::digest(&b)) == listed.sha256 => b,
+                    Some(b) if sha256_hex(&b) == listed.sha256 => b,
                     _ => {
                         return Err(repo_err(
                             &plain,
@@ -319,11 +320,11 @@ fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
             message: "its control file is not a deb822 paragraph".into(),
         })?;
     let file = File::open(path).at(path)?;
-    let (size, md5, sha256) = match staged {
-        None => hash_package(file).at(path)?,
+    let hashes = match staged {
+        None => PackageHashes::of_reader(file).at(path)?,
         Some(to) => {
             let mut out = io::BufWriter::new(File::create(to).at(to)?);
-            let hashes = hash_package(Tee {
+            let hashes = PackageHashes::of_reader(Tee {
                 inner: file,
                 out: &mut out,
             })
@@ -338,9 +339,9 @@ fn inspect_deb_with(path: &Path, staged: Option<&Path>) -> Result<NewDeb> {
         path: PathBuf::from(path),
         control,
         templates: member.templates,
-        size,
-        md5,
-        sha256,
+        size: hashes.size,
+        md5: hashes.md5,
+        sha256: hashes.sha256,
     })
 }
 
@@ -364,25 +365,4 @@ impl<R: Read, W: io::Write> Read for Tee<R, W> {
         self.out.write_all(&buf[..n])?;
         Ok(n)
     }
-}
-
-/// `(size, md5, sha256)` of what `r` yields, in one pass.
-pub fn hash_package(mut r: impl Read) -> io::Result<(u64, String, String)> {
-    let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        md5.update(&buf[..n]);
-        sha256.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((
-        size,
-        hex::encode(md5.finalize()),
-        hex::encode(sha256.finalize()),
-    ))
 }

@@ -13,10 +13,9 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256, Sha512};
-
 use crate::error::{Error, Result};
 use crate::fetch::Remote;
+use crate::hash::{sha256_hex, sha512_hex, PackageHashes};
 use crate::listener::{Event, Listener, Stage};
 use crate::render::rfc2822;
 use crate::sign::{verify_detached, Keyring};
@@ -344,7 +343,7 @@ fn check_indexes(
                         &copy,
                         format!(
                             "stale: its content (sha256 {}) is not the {} its name says; apt refuses it with Hash Sum mismatch",
-                            hex::encode(Sha256::digest(&got)),
+                            sha256_hex(&got),
                             f.path
                         ),
                     ));
@@ -548,12 +547,12 @@ fn check_listed(bytes: &[u8], size: u64, sha256: &str, sha512: Option<&str>) -> 
     if bytes.len() as u64 != size {
         return Err(format!("has {} bytes, InRelease lists {size}", bytes.len()));
     }
-    let got = hex::encode(Sha256::digest(bytes));
+    let got = sha256_hex(bytes);
     if got != sha256 {
         return Err(format!("has sha256 {got}, InRelease lists {sha256}"));
     }
     if let Some(want) = sha512 {
-        let got = hex::encode(Sha512::digest(bytes));
+        let got = sha512_hex(bytes);
         if got != want {
             return Err(format!("has sha512 {got}, InRelease lists {want}"));
         }
@@ -608,9 +607,13 @@ fn read_pool_file(loc: &Location, index: &str, e: &Entry) -> Result<PoolFile> {
             ),
         )
     })?;
-    let (size, md5, sha256) = super::state::hash_package(r.take(e.size + 1))
+    let h = PackageHashes::of_reader(r.take(e.size + 1))
         .map_err(|err| loc.read_error(&e.filename, err))?;
-    Ok(PoolFile { size, sha256, md5 })
+    Ok(PoolFile {
+        size: h.size,
+        sha256: h.sha256,
+        md5: h.md5,
+    })
 }
 
 fn check_entry(loc: &Location, index: &str, e: &Entry, got: &PoolFile) -> Result<()> {
@@ -674,7 +677,7 @@ mod tests {
 
     #[test]
     fn a_listed_file_is_checked_by_size_then_hashes() {
-        let sha = hex::encode(Sha256::digest(b"abc"));
+        let sha = sha256_hex(b"abc");
         assert!(check_listed(b"abc", 3, &sha, None).is_ok());
         assert_eq!(
             check_listed(b"ab", 3, &sha, None).unwrap_err(),

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: the speed and memory goals, measured side by side with the anchors
-//! (dpkg-deb, xz, apt-ftparchive, or our own cold build) on the same machine in one run, as
-//! medians and ratios: every row has an anchor measured in the same run, so a busy machine
-//! slows both sides alike. The results go to stdout, `target/bench/bench.json` and
+//! (dpkg-deb, xz, reprepro, aptly, apt-ftparchive, or our own cold build) on the same
+//! machine in one run, as medians and ratios: every row has an anchor measured in the same
+//! run, so a busy machine slows both sides alike. The results go to stdout, `target/bench/bench.json` and
 //! `target/bench/bench.svg` (each row's ratio against its goal). Timing is shown here,
 //! never asserted in tests.
 
@@ -32,6 +32,10 @@ pub struct Args {
     /// Only the repository rows (no build rows).
     #[arg(long)]
     repo_only: bool,
+    /// Keep the work directory (the packages and every tool's repositories) under
+    /// target/bench/, to look at or time by hand.
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,11 +129,17 @@ pub fn run(args: Args) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let out_dir = repo_root().join("target/bench");
     std::fs::create_dir_all(&out_dir)?;
-    let work = tempfile::tempdir_in(&out_dir)?;
+    let work = tempfile::Builder::new()
+        .prefix("work-")
+        .disable_cleanup(args.keep)
+        .tempdir_in(&out_dir)?;
+    if args.keep {
+        eprintln!("bench: keeping {}", work.path().display());
+    }
     eprintln!("bench: {cores} cores; payload: Debian's containerd, runc and CNI plugins (amd64)");
     let mut rows = Vec::new();
     if args.repo_only {
-        rows.extend(repo_rows(work.path(), args.runs.max(1))?);
+        rows.extend(repo_rows(work.path(), args.runs.max(1), args.keep)?);
         return finish(
             Report {
                 cores,
@@ -312,7 +322,7 @@ pub fn run(args: Args) -> Result<()> {
     rows.push(flat_row);
 
     rows.push(timeline_row(&stack, &release.mirror_root, work.path())?);
-    rows.extend(repo_rows(work.path(), args.runs.max(1))?);
+    rows.extend(repo_rows(work.path(), args.runs.max(1), args.keep)?);
 
     let report = Report {
         cores,
@@ -684,86 +694,356 @@ fn finish(report: Report, out_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Publishing: 1,000 packages into an empty repository against `apt-ftparchive packages`
-/// over the same files, then one more package into that repository, signing included.
-fn repo_rows(work: &Path, runs: usize) -> Result<Vec<Row>> {
+/// The tools a user would pick instead of `repo publish`, each run on the same packages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Reprepro,
+    Aptly,
+    Ftparchive,
+}
+
+impl Peer {
+    const ALL: [Peer; 3] = [Peer::Reprepro, Peer::Aptly, Peer::Ftparchive];
+
+    fn name(self) -> &'static str {
+        match self {
+            Peer::Reprepro => "reprepro includedeb",
+            Peer::Aptly => "aptly repo add + publish",
+            Peer::Ftparchive => "apt-ftparchive packages + release",
+        }
+    }
+
+    fn dir(self) -> &'static str {
+        match self {
+            Peer::Reprepro => "reprepro",
+            Peer::Aptly => "aptly",
+            Peer::Ftparchive => "ftparchive",
+        }
+    }
+
+    /// Fails naming the package when the tool is not installed.
+    fn require(self) -> Result<()> {
+        let tools: &[(&str, &str)] = match self {
+            Peer::Reprepro => &[("reprepro", "reprepro")],
+            Peer::Aptly => &[("aptly", "aptly")],
+            Peer::Ftparchive => &[
+                ("apt-ftparchive", "apt-utils"),
+                ("gzip", "gzip"),
+                ("xz", "xz-utils"),
+            ],
+        };
+        for (program, package) in tools {
+            require_tool(program, package)?;
+        }
+        require_tool("gpg", "gnupg")?;
+        Ok(())
+    }
+
+    /// Makes an empty repository at `dir` and adds `debs` to it, signed by `key`.
+    fn cold(self, dir: &Path, debs: &Path, key: &PeerKey) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        match self {
+            Peer::Reprepro => {
+                std::fs::create_dir_all(dir.join("conf"))?;
+                std::fs::write(
+                    dir.join("conf/distributions"),
+                    format!(
+                        "Origin: bench\nLabel: bench\nSuite: stable\nCodename: stable\nArchitectures: amd64\nComponents: main\nDebIndices: Packages Release . .gz .xz\nSignWith: {}\n",
+                        key.fingerprint
+                    ),
+                )?;
+                let mut cmd = key.command("reprepro");
+                cmd.arg("-b").arg(dir).args(["includedeb", "stable"]);
+                cmd.args(deb_files(debs)?);
+                process::run(&mut cmd)?;
+            }
+            Peer::Aptly => {
+                std::fs::write(
+                    dir.join("aptly.conf"),
+                    serde_json::to_string(&serde_json::json!({
+                        "rootDir": dir.join("root"),
+                        "architectures": ["amd64"],
+                        "gpgProvider": "gpg",
+                    }))?,
+                )?;
+                self.aptly(
+                    dir,
+                    key,
+                    &[
+                        "repo",
+                        "create",
+                        "-distribution=stable",
+                        "-component=main",
+                        "bench",
+                    ],
+                    None,
+                )?;
+                self.aptly(dir, key, &["repo", "add", "bench"], Some(debs))?;
+                let signing = format!("-gpg-key={}", key.fingerprint);
+                self.aptly(
+                    dir,
+                    key,
+                    &["publish", "repo", "-batch", &signing, "bench"],
+                    None,
+                )?;
+            }
+            Peer::Ftparchive => {
+                let script = format!(
+                    "mkdir -p pool/main dists/stable/main/binary-amd64\ncp {debs}/*.deb pool/main/\n{}",
+                    FTPARCHIVE_INDEX,
+                    debs = sh_quote(debs),
+                );
+                key.script(dir, &script)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `deb` to the repository `cold` made and publishes it again.
+    fn add(self, dir: &Path, deb: &Path, key: &PeerKey) -> Result<()> {
+        match self {
+            Peer::Reprepro => {
+                process::run(
+                    key.command("reprepro")
+                        .arg("-b")
+                        .arg(dir)
+                        .args(["includedeb", "stable"])
+                        .arg(deb),
+                )?;
+            }
+            Peer::Aptly => {
+                self.aptly(dir, key, &["repo", "add", "bench"], Some(deb))?;
+                let signing = format!("-gpg-key={}", key.fingerprint);
+                self.aptly(
+                    dir,
+                    key,
+                    &["publish", "update", "-batch", &signing, "stable"],
+                    None,
+                )?;
+            }
+            Peer::Ftparchive => {
+                let script = format!("cp {} pool/main/\n{}", sh_quote(deb), FTPARCHIVE_INDEX);
+                key.script(dir, &script)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn aptly(self, dir: &Path, key: &PeerKey, args: &[&str], path: Option<&Path>) -> Result<()> {
+        let mut cmd = key.command("aptly");
+        cmd.arg(format!("-config={}", dir.join("aptly.conf").display()))
+            .args(args);
+        if let Some(p) = path {
+            cmd.arg(p);
+        }
+        process::run(&mut cmd)?;
+        Ok(())
+    }
+
+    /// The signed `InRelease` the tool wrote, to check that it did sign.
+    fn in_release(self, dir: &Path) -> PathBuf {
+        match self {
+            Peer::Reprepro => dir.join("dists/stable/InRelease"),
+            Peer::Aptly => dir.join("root/public/dists/stable/InRelease"),
+            Peer::Ftparchive => dir.join("dists/stable/InRelease"),
+        }
+    }
+}
+
+/// apt-ftparchive's part of a publish, as its manual shows it: the index from the pool
+/// (with its cache of each package's control and hashes, so a second run reopens none),
+/// compressed as ours is (gzip -9, xz -1), the Release over it, signed twice by gpg.
+const FTPARCHIVE_INDEX: &str = r#"set -e
+d=dists/stable/main/binary-amd64
+apt-ftparchive --db cache.db packages pool > $d/Packages
+gzip -9 -n -k -f $d/Packages
+xz -1 -k -f $d/Packages
+apt-ftparchive -o APT::FTPArchive::Release::Origin=bench -o APT::FTPArchive::Release::Label=bench -o APT::FTPArchive::Release::Suite=stable -o APT::FTPArchive::Release::Codename=stable -o APT::FTPArchive::Release::Architectures=amd64 -o APT::FTPArchive::Release::Components=main release dists/stable > Release.new
+mv Release.new dists/stable/Release
+gpg --batch --yes -u "$KEY" --clearsign -o dists/stable/InRelease dists/stable/Release
+gpg --batch --yes -u "$KEY" -abs -o dists/stable/Release.gpg dists/stable/Release
+"#;
+
+/// Our signing key, imported into a GnuPG home of its own for the peers: every tool signs
+/// with the same Ed25519 key.
+struct PeerKey {
+    home: PathBuf,
+    fingerprint: String,
+}
+
+impl PeerKey {
+    fn import(home: &Path, secret_armored: &str, fingerprint: String) -> Result<PeerKey> {
+        std::fs::create_dir_all(home)?;
+        std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let key_file = home.join("secret.asc");
+        std::fs::write(&key_file, secret_armored)?;
+        let key = PeerKey {
+            home: home.to_owned(),
+            fingerprint,
+        };
+        process::run(
+            key.command("gpg")
+                .args(["--batch", "--import"])
+                .arg(&key_file),
+        )?;
+        Ok(key)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("GNUPGHOME", &self.home)
+            .env("KEY", &self.fingerprint)
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    fn script(&self, dir: &Path, script: &str) -> Result<()> {
+        process::run(self.command("sh").arg("-ec").arg(script).current_dir(dir))?;
+        Ok(())
+    }
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// The `.deb` files in `dir`, sorted.
+fn deb_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    out.retain(|p| p.extension().is_some_and(|e| e == "deb"));
+    out.sort();
+    Ok(out)
+}
+
+/// Publishing, side by side with the tools a user would pick instead, on the same 1,000
+/// packages: into an empty repository (cold), then one more package into it (add-one).
+/// Every tool signs with the same key and writes Packages, .gz and .xz (aptly: .gz and
+/// .bz2, which it always makes) and copies the packages into its pool.
+fn repo_rows(work: &Path, runs: usize, keep: bool) -> Result<Vec<Row>> {
     use containerd_stack::repo::{publish, PublishOptions};
-    require_tool("apt-ftparchive", "apt-utils")?;
+    for peer in Peer::ALL {
+        peer.require()?;
+    }
     let debs_dir = work.join("debs");
+    let extra_dir = work.join("extra");
     std::fs::create_dir_all(&debs_dir)?;
-    let debs = synthetic_debs(&debs_dir, 1001)?;
-    let (thousand, extra) = debs.split_at(1000);
-    let (_, signer) = testkit::openpgp::signer("bench <bench@example.org>", 1_700_000_000);
+    std::fs::create_dir_all(&extra_dir)?;
+    let thousand = synthetic_debs(&debs_dir, 0..1000)?;
+    let extra = synthetic_debs(&extra_dir, 1000..1001)?;
+    let (key, signer) = testkit::openpgp::signer("bench <bench@example.org>", 1_700_000_000);
+    let peer_key = PeerKey::import(
+        &work.join("gnupg"),
+        &key.secret_armored,
+        signer.fingerprint(),
+    )?;
     let now = || crate::now();
 
-    let mut anchor = Vec::new();
-    let mut cold = Vec::new();
-    let mut add = Vec::new();
-    for i in 0..runs.min(3) {
-        // Drop the page cache's advantage between tools as far as we can: each reads the
-        // same files right after the other, in alternating order. A publish ends with a
-        // syncfs, which would also pay for whatever earlier rows left unwritten: each
-        // timed step starts with nothing dirty.
-        flush_filesystems();
-        let t = Instant::now();
-        process::run(
-            Command::new("apt-ftparchive")
-                .arg("packages")
-                .arg(&debs_dir)
-                .stdout(std::process::Stdio::null()),
-        )?;
-        anchor.push(t.elapsed().as_secs_f64());
-        let repo = work.join(format!("repo{i}"));
-        flush_filesystems();
-        let t = Instant::now();
-        publish(
-            &repo,
-            thousand,
-            &[&signer],
-            &PublishOptions::new(now()),
-            &Quiet,
-        )?;
-        cold.push(t.elapsed().as_secs_f64());
-        // The next publish's Date must be later than this one's: start it in a new second.
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        flush_filesystems();
-        let t = Instant::now();
-        publish(
-            &repo,
-            extra,
-            &[&signer],
-            &PublishOptions::new(now()),
-            &Quiet,
-        )?;
-        add.push(t.elapsed().as_secs_f64());
+    let mut ours_cold = Vec::new();
+    let mut ours_add = Vec::new();
+    let mut peer_cold = vec![Vec::new(); Peer::ALL.len()];
+    let mut peer_add = vec![Vec::new(); Peer::ALL.len()];
+    for i in 0..runs {
+        // Each tool reads the same files right after the others, in an order that turns
+        // each round. Each timed step starts with nothing dirty: a publish ends with a
+        // syncfs, which would also pay for whatever earlier steps left unwritten.
+        let round = work.join(format!("round{i}"));
+        let repo = round.join("ours");
+        for turn in 0..=Peer::ALL.len() {
+            match (turn + i) % (Peer::ALL.len() + 1) {
+                0 => {
+                    flush_filesystems();
+                    let t = Instant::now();
+                    publish(
+                        &repo,
+                        &thousand,
+                        &[&signer],
+                        &PublishOptions::new(now()),
+                        &Quiet,
+                    )?;
+                    ours_cold.push(t.elapsed().as_secs_f64());
+                    // The next publish's Date must be later than this one's: start it in a
+                    // new second, so that it does not wait for one.
+                    std::thread::sleep(std::time::Duration::from_millis(1100));
+                    flush_filesystems();
+                    let t = Instant::now();
+                    publish(
+                        &repo,
+                        &extra,
+                        &[&signer],
+                        &PublishOptions::new(now()),
+                        &Quiet,
+                    )?;
+                    ours_add.push(t.elapsed().as_secs_f64());
+                }
+                n => {
+                    let peer = Peer::ALL[n - 1];
+                    let dir = round.join(peer.dir());
+                    flush_filesystems();
+                    let t = Instant::now();
+                    peer.cold(&dir, &debs_dir, &peer_key)?;
+                    peer_cold[n - 1].push(t.elapsed().as_secs_f64());
+                    std::thread::sleep(std::time::Duration::from_millis(1100));
+                    flush_filesystems();
+                    let t = Instant::now();
+                    peer.add(&dir, &extra[0], &peer_key)?;
+                    peer_add[n - 1].push(t.elapsed().as_secs_f64());
+                    let signed = std::fs::read_to_string(peer.in_release(&dir))
+                        .with_context(|| format!("{} wrote no InRelease", peer.name()))?;
+                    anyhow::ensure!(
+                        signed.starts_with("-----BEGIN PGP SIGNED MESSAGE-----"),
+                        "{}: InRelease is not signed",
+                        peer.name()
+                    );
+                }
+            }
+        }
+        if !keep {
+            let _ = std::fs::remove_dir_all(&round);
+        }
     }
     let total: u64 = thousand
         .iter()
         .map(|d| std::fs::metadata(d).map_or(0, |m| m.len()))
         .sum();
-    Ok(vec![
-        Row::ratio(
+    let mut rows = Vec::new();
+    for (n, peer) in Peer::ALL.into_iter().enumerate() {
+        rows.push(Row::ratio(
             "repo publish, 1,000 debs, cold",
-            (median(&cold), median(&anchor)),
-            "apt-ftparchive packages",
+            (median(&ours_cold), median(&peer_cold[n])),
+            peer.name(),
             1.0,
             format!(
-                "{} MB of packages; ours also copies them into the pool and signs",
+                "{} MB of packages; {runs} runs each; all sign with one Ed25519 key and copy into a pool; ours also writes by-hash copies and index.html, and fsyncs",
                 total / 1_000_000
             ),
-        ),
-        Row::limit(
+        ));
+    }
+    for (n, peer) in Peer::ALL.into_iter().enumerate() {
+        rows.push(Row::ratio(
             "add 1 deb to a 1,000-deb repo, signed",
-            (median(&add), median(&anchor)),
-            "apt-ftparchive packages over the 1,000",
-            0.2,
-            "indexes read from the repository, no package reopened".into(),
-        ),
-    ])
+            (median(&ours_add), median(&peer_add[n])),
+            peer.name(),
+            1.0,
+            format!("{runs} runs each; ours reads its indexes back, reopens no package"),
+        ));
+    }
+    let ftparchive = Peer::ALL.len() - 1;
+    rows.push(Row::limit(
+        "add 1 deb to a 1,000-deb repo, signed, absolute",
+        (median(&ours_add), median(&peer_cold[ftparchive])),
+        "apt-ftparchive over the 1,000, cold",
+        0.2,
+        "indexes read from the repository, no package reopened".into(),
+    ));
+    Ok(rows)
 }
 
-/// `n` small packages of about 200 KB each (incompressible payload), versions 1.0.i-1.
-fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
+/// Small packages of about 200 KB each (incompressible payload), one for each `i` of
+/// `range`, each a package of its own (`bench-<i>`: reprepro keeps one version of a
+/// package in a suite).
+fn synthetic_debs(dir: &Path, range: std::ops::Range<usize>) -> Result<Vec<PathBuf>> {
     use containerd_stack::deb::{ControlFiles, DebWriter};
     use containerd_stack::layout::FhsTree;
     let writer = DebWriter {
@@ -772,17 +1052,17 @@ fn synthetic_debs(dir: &Path, n: usize) -> Result<Vec<PathBuf>> {
         threads: 1,
         mtime: 1_700_000_000,
     };
-    let mut out = Vec::with_capacity(n);
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..n {
+    let mut out = Vec::with_capacity(range.len());
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ range.start as u64;
+    for i in range {
         let mut payload = vec![0u8; 200 * 1024];
         fill_pseudo_random(&mut payload, &mut seed);
         let mut tree = FhsTree::default();
         tree.add_inline("usr/share/bench/payload", 0o644, payload)?;
         let control = format!(
-            "Package: containerd-stack\nVersion: 1.0.{i}-1\nArchitecture: amd64\nMaintainer: bench <bench@example.org>\nInstalled-Size: 204\nSection: admin\nPriority: optional\nDescription: bench package\n synthetic payload for cargo xtask bench\n"
+            "Package: bench-{i:04}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: bench <bench@example.org>\nInstalled-Size: 204\nSection: admin\nPriority: optional\nDescription: bench package\n synthetic payload for cargo xtask bench\n"
         );
-        let path = dir.join(format!("containerd-stack_1.0.{i}-1_amd64.deb"));
+        let path = dir.join(format!("bench-{i:04}_1.0-1_amd64.deb"));
         let data = writer.write_data(&tree)?;
         let control_member = writer.write_control(
             &ControlFiles {

@@ -18,7 +18,9 @@ use clap::Parser;
 /// (gnupg gives reprepro the signer's key; python3-venv also holds SPDX's validator for
 /// the SBOM tests); for the VM stage, qemu boots the guest, e2fsprogs makes its disks and
 /// reads them back (mkfs.ext4 -d, debugfs), the archive keyring checks the other Debian
-/// suites it reads, and python3 parses the CRI client.
+/// suites it reads, and python3 parses the CRI client. `cargo xtask bench` (run by hand)
+/// also publishes with reprepro, aptly and apt-utils' apt-ftparchive, side by side with
+/// `repo publish`.
 pub const SYSTEM_PACKAGES: &[&str] = &[
     "dpkg-dev",
     "lintian",
@@ -45,6 +47,7 @@ pub const SYSTEM_PACKAGES: &[&str] = &[
     "aptly",
     "qemu-user-static",
     "binutils",
+    "apt-utils",
 ];
 
 #[derive(Parser)]
