@@ -184,6 +184,20 @@ impl Sha256Hasher {
     }
 }
 
+/// An md5 taken in pieces, for the `md5sums` of a package's files as they are read back.
+#[derive(Default)]
+pub struct Md5Hasher(Md5);
+
+impl Md5Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
 /// Hashes what is written to it; [`Hasher::finish`] gives the [`Hashes`].
 #[derive(Default)]
 pub struct Hasher {
@@ -239,6 +253,10 @@ mod tests {
         );
         assert_eq!(Sha256::of(b"abc"), h.sha256);
         assert_eq!(md5_hex(b"abc"), h.md5);
+        let mut pieces = Md5Hasher::default();
+        pieces.update(b"a");
+        pieces.update(b"bc");
+        assert_eq!(pieces.finish(), h.md5);
         assert_eq!(sha256_hex(b"abc"), h.sha256.as_str());
         let p = PackageHashes::of_reader(&b"abc"[..]).unwrap();
         assert_eq!(

@@ -7,9 +7,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use md5::{Digest, Md5};
-
 use crate::error::{Error, IoContext, Result};
+use crate::hash::Md5Hasher;
 
 /// Files up to this size are kept in memory by [`read_deb`]; larger ones are only hashed.
 pub const KEEP_BYTES: u64 = 64 * 1024;
@@ -345,7 +344,7 @@ fn read_tar(r: impl Read, member: &str, shown: &str) -> Result<Vec<DataEntry>> {
                 )));
             }
         }
-        let mut hasher = Md5::new();
+        let mut hasher = Md5Hasher::default();
         let mut content = Vec::new();
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -366,7 +365,7 @@ fn read_tar(r: impl Read, member: &str, shown: &str) -> Result<Vec<DataEntry>> {
             gid: h.gid().map_err(bad)?,
             mtime: h.mtime().map_err(bad)?,
             size,
-            md5: hex::encode(hasher.finalize()),
+            md5: hasher.finish(),
             content: (size <= KEEP_BYTES && h.entry_type().is_file()).then_some(content),
         });
     }
