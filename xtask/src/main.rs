@@ -57,7 +57,7 @@ enum Command {
     Repo(HandOver),
     /// containerd-stack init.
     Init(HandOver),
-    /// Measure the speed and memory goals against dpkg-deb and apt-ftparchive.
+    /// Measure the speed and memory goals against dpkg-deb, xz, reprepro, aptly and apt-ftparchive.
     Bench(bench::Args),
     /// Kill builds at random points, share a cache, fill the disk: nothing half-written.
     Chaos(chaos::Args),
