@@ -1170,16 +1170,15 @@ mod tests {
 
     const POOL: &str = "pool/main/c/containerd-stack/containerd-stack";
 
+    /// The first publish into an empty repository: 1.0-1 for amd64.
+    fn first_publish(s: &Signer) -> Plan {
+        plan(&Current::default(), &[deb("1.0-1", "amd64")], &[s], &opts()).unwrap()
+    }
+
     #[test]
     fn each_pool_file_keeps_the_date_it_was_first_published() {
         let s = signer();
-        let first = plan(
-            &Current::default(),
-            &[deb("1.0-1", "amd64")],
-            &[&s],
-            &opts(),
-        )
-        .unwrap();
+        let first = first_publish(&s);
         let mut later = opts();
         later.now = T + 86_400;
         let next = plan(&after(&first), &[deb("1.0-2", "amd64")], &[&s], &later).unwrap();
@@ -1208,13 +1207,7 @@ mod tests {
     #[test]
     fn a_record_from_before_dates_were_kept_dates_what_is_indexed_by_the_live_release() {
         let s = signer();
-        let first = plan(
-            &Current::default(),
-            &[deb("1.0-1", "amd64")],
-            &[&s],
-            &opts(),
-        )
-        .unwrap();
+        let first = first_publish(&s);
         let mut old = after(&first);
         // What an older publisher wrote: generations and pool files, nothing else.
         old.state.first_published.clear();
@@ -1333,13 +1326,7 @@ mod tests {
     #[test]
     fn each_phase_ends_in_a_flush_and_unchanged_client_files_are_not_written_again() {
         let s = signer();
-        let first = plan(
-            &Current::default(),
-            &[deb("1.0-1", "amd64")],
-            &[&s],
-            &opts(),
-        )
-        .unwrap();
+        let first = first_publish(&s);
         assert_eq!(first.flush.len(), first.steps.len());
         let flush = |p: &Plan, name: &str| {
             let i = paths(p).iter().position(|x| x == name).unwrap();
