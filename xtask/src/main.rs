@@ -9,6 +9,7 @@ mod ci;
 mod e2e;
 mod emulate;
 mod lintian;
+mod oci;
 mod process;
 mod product;
 mod realbin;

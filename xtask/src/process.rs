@@ -55,6 +55,31 @@ pub fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
+/// `text` without terminal escape sequences (the kernel's and systemd's colours, a
+/// terminal's resets) and carriage returns.
+pub fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    // Parameters and intermediates, then one final byte in @–~.
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Fails naming the Debian package to install when `program` is not on PATH: a system test
 /// never skips itself because a tool is missing.
 pub fn require_tool(program: &str, package: &str) -> Result<PathBuf> {
@@ -136,6 +161,18 @@ impl containerd_stack::listener::Listener for Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn console_text_loses_its_escapes() {
+        assert_eq!(
+            strip_escapes("\u{1b}[!p\u{1b}[?7hvm: started\r"),
+            "vm: started"
+        );
+        assert_eq!(
+            strip_escapes("\u{1b}[0;1;31mFailed\u{1b}[0m to start\r"),
+            "Failed to start"
+        );
+    }
 
     #[test]
     fn last_lines_fit_on_one_line() {

@@ -23,7 +23,6 @@ mod disk;
 mod judge;
 mod kernel;
 mod mirrors;
-mod oci;
 mod qemu;
 
 use std::fs;
@@ -38,6 +37,7 @@ use containerd_stack::{BuiltDeb, DebArch, Stack};
 use testkit::Mirror;
 
 use crate::archive::Archive;
+use crate::oci;
 use crate::process::{self, check, require_tool, Printer};
 use crate::realbin::{self, RealRelease, Source};
 use crate::repo_root;
@@ -466,6 +466,7 @@ fn container_images(arch: DebArch, sandbox_image: &str, work: &Path) -> Result<I
                 tag: sandbox_tag,
                 applets: &["sleep"],
                 entrypoint: &["/bin/sleep", "2147483647"],
+                cmd: &[],
             },
             arch,
             work,
@@ -476,6 +477,7 @@ fn container_images(arch: DebArch, sandbox_image: &str, work: &Path) -> Result<I
                 tag: image_tag,
                 applets: &["sh", "ping", "sleep"],
                 entrypoint: &["/bin/sh"],
+                cmd: &[],
             },
             arch,
             work,

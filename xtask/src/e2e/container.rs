@@ -10,10 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
-use containerd_stack::elf::{self, Linkage};
 use containerd_stack::DebArch;
 
-use crate::process::{self, describe, last_lines, text};
+use crate::oci;
+use crate::process::{describe, last_lines, text};
 use crate::rootfs::Rootfs;
 
 use super::{config_settings, shell_log};
@@ -23,60 +23,16 @@ const SCRIPT: &str = include_str!("container.sh");
 /// The busybox applets the image carries, as links to /bin/busybox.
 const APPLETS: &[&str] = &["sh", "ip", "ping"];
 
-/// Makes an OCI image archive (one layer: a static busybox) at `tar` with umoci; its one
-/// ref is named `e2e`.
+/// Makes an OCI image archive (one layer: a static busybox) at `tar`; its one ref is named
+/// `e2e`.
 pub fn make_image(arch: DebArch, work: &Path, tar: &Path) -> Result<String> {
-    let busybox = Path::new("/bin/busybox");
-    let linkage = elf::inspect(busybox, "/bin/busybox", arch)
-        .context("/bin/busybox: apt-get install busybox-static")?;
-    ensure!(
-        linkage == Linkage::Static,
-        "/bin/busybox is dynamically linked, but the image has no libc: apt-get install busybox-static"
-    );
-    let dir = work.join("image");
-    let layout = dir.join("layout");
-    let bundle = dir.join("bundle");
-    let image = format!("{}:e2e", layout.display());
-    let umoci = |args: &[&str]| process::run(Command::new("umoci").args(args));
-    umoci(&["init", "--layout", &layout.display().to_string()])?;
-    umoci(&["new", "--image", &image])?;
-    umoci(&["unpack", "--image", &image, &bundle.display().to_string()])?;
-    let bin = bundle.join("rootfs/bin");
-    fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
-    fs::copy(busybox, bin.join("busybox"))
-        .with_context(|| format!("cannot copy /bin/busybox to {}", bin.display()))?;
-    for applet in APPLETS {
-        std::os::unix::fs::symlink("busybox", bin.join(applet))
-            .with_context(|| format!("cannot link {applet} in {}", bin.display()))?;
-    }
-    umoci(&["repack", "--image", &image, &bundle.display().to_string()])?;
-    umoci(&[
-        "config",
-        "--image",
-        &image,
-        "--config.cmd",
-        "/bin/sh",
-        "--config.env",
-        "PATH=/bin",
-    ])?;
-    process::run(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&layout)
-            .arg("-cf")
-            .arg(tar)
-            .arg("."),
-    )?;
-    let _ = fs::remove_dir_all(&dir);
-    let size = fs::metadata(tar)
-        .with_context(|| format!("cannot read {}", tar.display()))?
-        .len();
-    Ok(format!(
-        "{} ({} bytes: busybox with {})",
-        tar.display(),
-        size,
-        APPLETS.join(", ")
-    ))
+    let image = oci::Image {
+        tag: "e2e",
+        applets: APPLETS,
+        entrypoint: &[],
+        cmd: &["/bin/sh"],
+    };
+    Ok(oci::make(&image, arch, work, tar)?.detail)
 }
 
 /// What the container check needs.

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::process::last_lines;
+use crate::process::{last_lines, strip_escapes};
 use crate::rootfs::Rootfs;
 
 /// What the guest sees of the network.
@@ -501,30 +501,6 @@ pub fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
-/// `text` without terminal escape sequences and carriage returns.
-pub fn strip_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    // Parameters, then one final byte in @–~.
-                    for c in chars.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,14 +538,6 @@ mod tests {
                 "/system.slice/runner.service".to_owned(),
                 false
             )]
-        );
-    }
-
-    #[test]
-    fn console_text_loses_its_escapes() {
-        assert_eq!(
-            strip_escapes("\u{1b}[0;1;31mFailed\u{1b}[0m to start\r"),
-            "Failed to start"
         );
     }
 

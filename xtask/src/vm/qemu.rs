@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::process::last_lines;
+use crate::process::{last_lines, strip_escapes};
 
 /// How the guest's CPUs are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,31 +276,6 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// `text` without terminal escape sequences (the kernel's and systemd's colours, a
-/// terminal's resets) and carriage returns.
-pub fn strip_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    // Parameters and intermediates, then one final byte in @–~.
-                    for c in chars.by_ref() {
-                        if ('@'..='~').contains(&c) {
-                            break;
-                        }
-                    }
-                }
-            }
-            '\r' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The console's last lines, escapes removed, for an error message.
 pub fn console_tail(console: &Path, n: usize) -> String {
     let text = fs::read_to_string(console).unwrap_or_default();
@@ -310,18 +285,6 @@ pub fn console_tail(console: &Path, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn console_text_loses_its_escapes() {
-        assert_eq!(
-            strip_escapes("\u{1b}[!p\u{1b}[?7hvm: started\r"),
-            "vm: started"
-        );
-        assert_eq!(
-            strip_escapes("\u{1b}[0;1;31mFailed\u{1b}[0m to start"),
-            "Failed to start"
-        );
-    }
 
     #[test]
     fn commas_in_paths_are_doubled_for_qemu() {

@@ -1,9 +1,9 @@
-//! The two container images the guest runs, made on the host as OCI archives with umoci:
-//! one layer holding a static busybox and links to a few of its applets. The guest has no
-//! network, so the sandbox image is a stand-in made this way too, under the configured
-//! sandbox image's name; its process sleeps, so the sandbox stays up until it is stopped.
-//! Each image's config digest is what containerd's CRI reports as the image's id, so the
-//! host knows which image a pull in the guest must have brought.
+//! Container images made on the host as OCI archives with umoci: one layer holding a static
+//! busybox and links to a few of its applets, for the e2e container check and the VM's
+//! guests. The guests have no network, so their sandbox image is a stand-in made this way
+//! too, under the configured sandbox image's name; its process sleeps, so the sandbox stays
+//! up until it is stopped. Each image's config digest is what containerd's CRI reports as
+//! the image's id, so the host knows which image a pull in the guest must have brought.
 
 use std::fs;
 use std::path::Path;
@@ -16,11 +16,12 @@ use containerd_stack::DebArch;
 use crate::process;
 
 /// One image: its archive's ref name (the reference's tag), the applets it links, and the
-/// process it starts.
+/// process it starts: `entrypoint`, then `cmd` (the arguments a caller's own replace).
 pub struct Image<'a> {
     pub tag: &'a str,
     pub applets: &'a [&'a str],
     pub entrypoint: &'a [&'a str],
+    pub cmd: &'a [&'a str],
 }
 
 /// An image archive made by [`make`].
@@ -74,6 +75,9 @@ pub fn make(image: &Image, arch: DebArch, work: &Path, tar: &Path) -> Result<Mad
     for arg in image.entrypoint {
         config.extend(["--config.entrypoint", arg]);
     }
+    for arg in image.cmd {
+        config.extend(["--config.cmd", arg]);
+    }
     umoci(&config)?;
     let id = config_digest(&layout, image.tag)?;
     process::run(
@@ -87,12 +91,12 @@ pub fn make(image: &Image, arch: DebArch, work: &Path, tar: &Path) -> Result<Mad
     let size = fs::metadata(tar)
         .with_context(|| format!("cannot read {}", tar.display()))?
         .len();
+    let process = [image.entrypoint, image.cmd].concat().join(" ");
     Ok(Made {
         detail: format!(
-            "{} ({size} bytes: busybox with {}, running {}; id {id})",
+            "{} ({size} bytes: busybox with {}, running {process}; id {id})",
             tar.display(),
             image.applets.join(", "),
-            image.entrypoint.join(" ")
         ),
         id,
     })
