@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use containerd_stack::deb::compress::Compression;
 use containerd_stack::listener::{Event, Quiet, Recorder};
@@ -21,14 +21,9 @@ use sha2::{Digest, Sha256, Sha512};
 use tempfile::TempDir;
 use testkit::{openpgp, FakeRelease, Mirror};
 
-const POOL: &str = "pool/main/c/containerd-stack";
+use crate::common::now;
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+const POOL: &str = "pool/main/c/containerd-stack";
 
 /// Packages built once for every test: revisions 1 to 5 for amd64, revision 1 for arm64,
 /// and revision 1 for amd64 built again at another time (same version, other bytes).

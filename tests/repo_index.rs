@@ -10,40 +10,17 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use containerd_stack::deb::read::read_control_member;
 use containerd_stack::listener::Quiet;
 use containerd_stack::repo::release::{cleartext, Release};
 use containerd_stack::repo::{self, debconf, packages, Plan, PublishOptions, Step};
 use containerd_stack::sign::Signer;
-use containerd_stack::DebArch;
 use sha2::{Digest, Sha256, Sha512};
 use tempfile::TempDir;
-use testkit::{build_debs, repo_key, Mirror};
+use testkit::{repo_key, Mirror};
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Revision 1 for amd64 and arm64, revision 2 for amd64.
-fn debs() -> &'static [PathBuf] {
-    static DEBS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DEBS.get_or_init(|| {
-        build_debs(
-            &Path::new(env!("CARGO_TARGET_TMPDIR")).join("repo-index-debs"),
-            &[
-                (1, DebArch::Amd64),
-                (1, DebArch::Arm64),
-                (2, DebArch::Amd64),
-            ],
-        )
-    })
-}
+use crate::common::{now, three_debs};
 
 fn publish(repo: &Path, debs: &[PathBuf], signers: &[&Signer], opts: &PublishOptions) -> Plan {
     repo::publish(repo, debs, signers, opts, &Quiet).unwrap()
@@ -116,7 +93,7 @@ fn row<'a>(dom: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn chromium_shows_every_package_the_commands_the_keys_and_the_settings() {
-    let d = debs();
+    let d = three_debs();
     let dir = TempDir::new().unwrap();
     let repo = dir.path().join("repo");
     let keys = dir.path().join("keys");
@@ -244,7 +221,7 @@ fn chromium_shows_every_package_the_commands_the_keys_and_the_settings() {
 
 #[test]
 fn the_page_is_deterministic_written_after_the_release_and_in_no_index() {
-    let d = debs();
+    let d = three_debs();
     let dir = TempDir::new().unwrap();
     let key = repo_key(&dir.path().join("keys"), "repo", now() - 3600);
     let o = PublishOptions::new(now() - 5);
@@ -292,7 +269,7 @@ fn the_page_is_deterministic_written_after_the_release_and_in_no_index() {
 
 #[test]
 fn a_repository_from_before_dates_and_templates_were_kept_gets_them_on_its_next_publish() {
-    let d = debs();
+    let d = three_debs();
     let dir = TempDir::new().unwrap();
     let repo = dir.path().join("repo");
     let key = repo_key(&dir.path().join("keys"), "repo", now() - 3600);

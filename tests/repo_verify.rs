@@ -4,40 +4,17 @@
 //! fault, an intact repository passes, and the command exits non-zero with one line.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use containerd_stack::listener::Quiet;
 use containerd_stack::repo::release::{cleartext, Release};
 use containerd_stack::repo::{self, Location, PublishOptions, Verified, VerifyOptions};
 use containerd_stack::sign::{Keyring, Signer};
-use containerd_stack::DebArch;
 use tempfile::TempDir;
-use testkit::{build_debs, repo_key, Mirror, RepoKey};
+use testkit::{repo_key, Mirror, RepoKey};
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// Revision 1 for amd64 and arm64, revision 2 for amd64.
-fn debs() -> &'static [PathBuf] {
-    static DEBS: OnceLock<Vec<PathBuf>> = OnceLock::new();
-    DEBS.get_or_init(|| {
-        build_debs(
-            &Path::new(env!("CARGO_TARGET_TMPDIR")).join("repo-verify-debs"),
-            &[
-                (1, DebArch::Amd64),
-                (1, DebArch::Arm64),
-                (2, DebArch::Amd64),
-            ],
-        )
-    })
-}
+use crate::common::{now, three_debs};
 
 /// A repository of two suites: `stable` (revision 1, amd64 and arm64) and `testing`
 /// (revision 2, amd64), signed by `key`, served at `mirror`.
@@ -53,7 +30,7 @@ fn published() -> Published {
     let repo = dir.path().join("repo");
     let key = repo_key(&dir.path().join("keys"), "repo", now() - 3600);
     let mirror = Mirror::serve(&repo);
-    let d = debs();
+    let d = three_debs();
     let t = now() - 5;
     for (suite, debs, at) in [("stable", &d[..2], t - 1), ("testing", &d[2..], t)] {
         let mut o = PublishOptions::new(at);
@@ -133,7 +110,7 @@ fn an_intact_repository_passes_from_its_directory_and_over_http() {
     assert_eq!(stable.signed_by, p.key.fingerprint);
     assert_eq!((stable.indexes, stable.by_hash), (6, 12));
     assert_eq!((stable.packages, stable.pool_files), (2, 2));
-    let sizes: u64 = debs()[..2]
+    let sizes: u64 = three_debs()[..2]
         .iter()
         .map(|d| fs::metadata(d).unwrap().len())
         .sum();
@@ -147,7 +124,7 @@ fn an_intact_repository_passes_from_its_directory_and_over_http() {
     }
     // Every pool file over HTTP, once.
     let requests = p.mirror.requests();
-    for deb in debs() {
+    for deb in three_debs() {
         let name = deb.file_name().unwrap().to_string_lossy();
         assert!(
             requests.iter().any(|r| r.ends_with(&*name)),
@@ -165,7 +142,7 @@ fn a_repository_signed_while_rotating_keys_passes_with_either_key() {
     let signers: [&Signer; 2] = [&old.signer, &new.signer];
     repo::publish(
         &repo,
-        &debs()[..1],
+        &three_debs()[..1],
         &signers,
         &PublishOptions::new(now() - 5),
         &Quiet,

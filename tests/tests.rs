@@ -9,6 +9,7 @@
 mod archives;
 mod build;
 mod cli;
+mod common;
 mod config_gen;
 mod faults;
 mod lock;

@@ -9,7 +9,6 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use containerd_stack::deb::read::{parse_paragraph, read_deb};
 use containerd_stack::listener::Quiet;
@@ -17,6 +16,8 @@ use containerd_stack::{build_upload, Built, DebArch};
 use sha2::Digest;
 use tempfile::TempDir;
 use testkit::openpgp;
+
+use crate::common::now;
 
 use crate::build::{out_files, Fixture, ALL};
 
@@ -246,13 +247,6 @@ fn copy_dir(from: &Path, to: &Path) {
         let p = e.unwrap().path();
         fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// `text` with one byte of `from` changed into `to`.
