@@ -335,6 +335,20 @@ pub fn run(args: Args) -> Result<()> {
     finish(report, &out_dir)
 }
 
+/// Times one rebuild after `what`, which must have reused the cached frames of the parts
+/// it did not change; returns its seconds and the bytes of the data tar it compressed.
+fn block_rebuild(stack: &Stack, opts: &BuildOptions, what: &str) -> Result<(f64, u64)> {
+    let t = Instant::now();
+    let built = build(stack, opts, &Quiet)?.remove(0);
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        built.reuse == Reuse::Blocks,
+        "{what} was not rebuilt from the cached frames ({:?})",
+        built.reuse
+    );
+    Ok((secs, built.compressed))
+}
+
 /// Rebuilds after editing two templates that land in data.tar — the unit and the CNI
 /// conflist, through a `--templates` directory, a new edit each run — against the cold
 /// build. Only the rendered files' frame is compressed.
@@ -370,15 +384,9 @@ fn template_edit_row(
             templates.join("10-containerd-net.conflist.hbs"),
             edit(&conflist, "10.88.0.0/16", format!("10.{}.0.0/16", 100 + i))?,
         )?;
-        let t = Instant::now();
-        let built = build(&edited, warm, &Quiet)?.remove(0);
-        times.push(t.elapsed().as_secs_f64());
-        anyhow::ensure!(
-            built.reuse == Reuse::Blocks,
-            "a template edit was not rebuilt from the cached frames ({:?})",
-            built.reuse
-        );
-        compressed = built.compressed;
+        let (secs, bytes) = block_rebuild(&edited, warm, "a template edit")?;
+        times.push(secs);
+        compressed = bytes;
     }
     Ok(Row::limit(
         "rebuild after editing containerd.service and the CNI conflist",
@@ -457,15 +465,9 @@ fn runc_bump_row(
         bumped.versions.insert(ComponentKind::Runc, version);
         bumped.put(ComponentKind::Runc, DebArch::Amd64, &binary);
         let stack = Stack::parse(&bumped.stack_toml(&kinds), &release.stack)?;
-        let t = Instant::now();
-        let built = build(&stack, &opts, &Quiet)?.remove(0);
-        times.push(t.elapsed().as_secs_f64());
-        anyhow::ensure!(
-            built.reuse == Reuse::Blocks,
-            "a runc bump was not rebuilt from the cached frames ({:?})",
-            built.reuse
-        );
-        compressed = built.compressed;
+        let (secs, bytes) = block_rebuild(&stack, &opts, "a runc bump")?;
+        times.push(secs);
+        compressed = bytes;
     }
     Ok(Row::ratio(
         "rebuild after a runc-only bump",

@@ -202,9 +202,7 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
 
     // Every root is mostly mmdebstrap waiting on the archive: all are made side by side, and
     // each suite's scenarios start as soon as its own are there.
-    let suite_lintian = Background::spawn("Debian 13's lintian root", || {
-        Lintian::of_suite(Suite::Trixie)
-    });
+    let suite_lintian = Lintian::trixie_meanwhile();
     let mut roots: Vec<SuiteRoots> = Vec::new();
     for (suite, made) in make_roots(&deb1)? {
         let made = check(&format!("rootfs ({suite})"), || {
@@ -269,11 +267,7 @@ fn scenario(arch: DebArch, compression: Compression, prefix: &str, work: &Path) 
     check("lintian (host)", || {
         Ok(((), host_lintian.judge(&deb2.path, package)?.summary))
     })?;
-    let suite_lintian = check("lintian root (trixie)", || {
-        let l = suite_lintian.wait()?;
-        let detail = format!("{} in {}", l.version, l.describe_root());
-        Ok((l, detail))
-    })?;
+    let suite_lintian = Lintian::ready(suite_lintian)?;
     check("lintian (trixie)", || {
         Ok(((), suite_lintian.judge(&deb2.path, package)?.summary))
     })?;

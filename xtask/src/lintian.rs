@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use containerd_stack::deb::read::read_deb;
 
-use crate::process::{last_lines, text};
+use crate::process::{check, last_lines, text, Background};
 use crate::rootfs::{Chroot, Rootfs, Suite};
 
 /// One lintian release, ready to run.
@@ -57,6 +57,24 @@ impl Lintian {
             .read_version()
             .with_context(|| format!("{}'s lintian in {shown}", suite.release()))?;
         Ok(lintian)
+    }
+
+    /// Debian 13's lintian, its root made on a thread of its own meanwhile; [`Lintian::ready`]
+    /// waits for it.
+    pub fn trixie_meanwhile() -> Background<Lintian> {
+        Background::spawn("Debian 13's lintian root", || {
+            Lintian::of_suite(Suite::Trixie)
+        })
+    }
+
+    /// Waits for the lintian [`Lintian::trixie_meanwhile`] makes, as the check "lintian root
+    /// (trixie)".
+    pub fn ready(pending: Background<Lintian>) -> Result<Lintian> {
+        check("lintian root (trixie)", || {
+            let l = pending.wait()?;
+            let detail = format!("{} in {}", l.version, l.describe_root());
+            Ok((l, detail))
+        })
     }
 
     /// Where it runs, for the progress output.

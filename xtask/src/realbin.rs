@@ -21,7 +21,7 @@ use testkit::upstream::{sha256_hex, tar_gz};
 use testkit::FakeRelease;
 
 use crate::archive::Archive;
-use crate::process::{run, stdout};
+use crate::process::{run, stdout, Printer};
 use crate::repo_root;
 use crate::rootfs::Suite;
 
@@ -194,6 +194,22 @@ impl RealRelease {
                 cache_dir,
             )
         }
+    }
+
+    /// Builds the one package of this release's architecture through the library, with
+    /// `opts` (from [`RealRelease::build_options`]).
+    pub fn build_one(
+        &self,
+        stack: &containerd_stack::Stack,
+        opts: &containerd_stack::BuildOptions,
+    ) -> Result<containerd_stack::BuiltDeb> {
+        let mut built = containerd_stack::build(stack, opts, &Printer)?;
+        ensure!(
+            built.len() == 1,
+            "expected one package, the library built {}",
+            built.len()
+        );
+        Ok(built.remove(0))
     }
 
     pub fn component(&self, kind: ComponentKind) -> &RealComponent {

@@ -96,9 +96,7 @@ pub fn run(args: Args) -> Result<()> {
         let include: Vec<&str> = include.iter().map(String::as_str).collect();
         Rootfs::cached(Suite::Bookworm, &include)
     });
-    let suite_lintian = Background::spawn("Debian 13's lintian root", || {
-        Lintian::of_suite(Suite::Trixie)
-    });
+    let suite_lintian = Lintian::trixie_meanwhile();
 
     check("dpkg-deb", || dpkg_deb(&deb, &stack, &release, work.path()))?;
     let host_lintian = Lintian::host()?;
@@ -114,11 +112,7 @@ pub fn run(args: Args) -> Result<()> {
     check("debsig-verify", || {
         debsig(&deb, &stack, &release, work.path())
     })?;
-    let suite_lintian = check("lintian root (trixie)", || {
-        let l = suite_lintian.wait()?;
-        let detail = format!("{} in {}", l.version, l.describe_root());
-        Ok((l, detail))
-    })?;
+    let suite_lintian = Lintian::ready(suite_lintian)?;
     check("lintian (trixie)", || lintian(&suite_lintian, &deb, &stack))?;
 
     // Every architecture, from Debian 13's or unstable's programs. Debian 13's lintian
@@ -286,13 +280,7 @@ fn build_at(
         compression,
         level,
     );
-    let mut built = containerd_stack::build(stack, &opts, &Printer)?;
-    ensure!(
-        built.len() == 1,
-        "expected one package, the library built {}",
-        built.len()
-    );
-    let deb = built.remove(0);
+    let deb = release.build_one(stack, &opts)?;
 
     // An empty cache: every asset must have come over HTTP, under upstream's path.
     let requested: BTreeSet<String> = mirror.requests().into_iter().collect();

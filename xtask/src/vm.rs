@@ -38,7 +38,7 @@ use testkit::Mirror;
 
 use crate::archive::Archive;
 use crate::oci;
-use crate::process::{self, check, require_tool, Printer};
+use crate::process::{self, check, require_tool};
 use crate::realbin::{self, RealRelease, Source};
 use crate::repo_root;
 use crate::rootfs::{Rootfs, Suite};
@@ -683,13 +683,7 @@ fn build(
         Compression::Zstd,
         3,
     );
-    let mut built = containerd_stack::build(stack, &opts, &Printer)?;
-    ensure!(
-        built.len() == 1,
-        "expected one package, the library built {}",
-        built.len()
-    );
-    let deb = built.remove(0);
+    let deb = release.build_one(stack, &opts)?;
     let detail = format!("{}, {} bytes", deb.path.display(), deb.size);
     Ok((deb, detail))
 }
