@@ -532,30 +532,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_part_is_the_same_bytes_whatever_the_others_hold() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let a = DataLayout::new(&tree(dir.path(), b"runc v1"), 7);
-        let a_bytes: Vec<Vec<u8>> = a
+    /// Every block's bytes, in order.
+    fn block_bytes(layout: &DataLayout) -> Vec<Vec<u8>> {
+        layout
             .blocks()
             .iter()
             .map(|&b| {
                 let mut v = Vec::new();
-                a.reader(b).read_to_end(&mut v).unwrap();
+                layout.reader(b).read_to_end(&mut v).unwrap();
                 v
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_part_is_the_same_bytes_whatever_the_others_hold() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let a = DataLayout::new(&tree(dir.path(), b"runc v1"), 7);
+        let a_bytes = block_bytes(&a);
         let dir2 = tempfile::TempDir::new().unwrap();
         let b = DataLayout::new(&tree(dir2.path(), b"runc v2, longer"), 7);
-        let b_bytes: Vec<Vec<u8>> = b
-            .blocks()
-            .iter()
-            .map(|&blk| {
-                let mut v = Vec::new();
-                b.reader(blk).read_to_end(&mut v).unwrap();
-                v
-            })
-            .collect();
+        let b_bytes = block_bytes(&b);
         let runc = a
             .parts
             .iter()
