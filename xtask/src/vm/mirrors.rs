@@ -164,13 +164,8 @@ pub fn after(
 /// access log with both the path and containerd's user agent.
 pub fn served(log: &str, repository: &str, id: &str, containerd: &str) -> Result<String> {
     let agent = format!("containerd/{containerd}");
-    let by_containerd = |path: &str| {
-        log.lines()
-            .filter(|l| l.contains(path) && l.contains(&agent))
-            .count()
-    };
-    let manifests = by_containerd(&format!("/v2/{repository}/manifests/"));
-    let config = by_containerd(&format!("/v2/{repository}/blobs/{id}"));
+    let manifests = requests(log, &agent, &format!("/v2/{repository}/manifests/"));
+    let config = requests(log, &agent, &format!("/v2/{repository}/blobs/{id}"));
     if manifests == 0 || config == 0 {
         bail!(
             "the registry's log has {manifests} request(s) of {agent}… for /v2/{repository}/manifests/ and {config} for its config blob {id}: {}",
@@ -188,10 +183,7 @@ pub fn served(log: &str, repository: &str, id: &str, containerd: &str) -> Result
 pub fn resolved(log: &str, repository: &str, containerd: &str) -> Result<String> {
     let agent = format!("containerd/{containerd}");
     let path = format!("/v2/{repository}/manifests/");
-    let manifests = log
-        .lines()
-        .filter(|l| l.contains(&path) && l.contains(&agent))
-        .count();
+    let manifests = requests(log, &agent, &path);
     if manifests == 0 {
         bail!(
             "the registry's log has no request of {agent}… for {path}: {}",
@@ -201,6 +193,13 @@ pub fn resolved(log: &str, repository: &str, containerd: &str) -> Result<String>
     Ok(format!(
         "{agent}… resolved {repository}'s tag ({manifests} requests)"
     ))
+}
+
+/// How many lines of the registry's access log name `path` and the user agent `agent`.
+fn requests(log: &str, agent: &str, path: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains(path) && l.contains(agent))
+        .count()
 }
 
 /// An image reference's repository in a registry (`docker.io/library/busybox:tag` →
