@@ -52,7 +52,10 @@ pub fn judge_start(r: &Records, guest: &Guest) -> Result<()> {
     )?;
     check(
         &format!("guest {}: the node before the package", guest.name),
-        || Ok(((), kernel::untouched(&State::read(r, "before")?, package)?)),
+        || {
+            r.rc_ok("settle")?;
+            Ok(((), kernel::untouched(&State::read(r, "before")?, package)?))
+        },
     )
 }
 

@@ -35,7 +35,10 @@ impl State {
         let sysctl = r.log(&format!("{step}.sysctl"))?;
         r.rc_ok(&format!("{step}.links"))?;
         let links = r.log(&format!("{step}.links"))?;
-        State::parse(&lsmod, &sysctl, &links).with_context(|| format!("after {step}"))
+        State::parse(&lsmod, &sysctl, &links).with_context(|| {
+            let err = r.read(&format!("{step}.lsmod.err")).unwrap_or_default();
+            format!("after {step} (lsmod's stderr: {})", shown(&err))
+        })
     }
 
     fn parse(lsmod: &str, sysctl: &str, links: &str) -> Result<State> {

@@ -89,8 +89,10 @@ links() {
 }
 
 # kernel_state STEP: the modules loaded, the settings the package is about, the links.
+# lsmod's stderr is kept apart: libkmod reports there a module that udev is still
+# loading, unbuffered, ahead of the header on stdout.
 kernel_state() {
-    record "$1.lsmod" lsmod
+    record_stdout "$1.lsmod" lsmod
     # shellcheck disable=SC2086 # the names are words
     record "$1.sysctl" sysctl $SYSCTLS
     record "$1.links" links
@@ -346,6 +348,10 @@ say "scenario started"
 : >"$OUT/started"
 say "push: the images into the registry at $REGISTRY"
 record push push
+# The node before the package is the booted one with udev's coldplug done: the unit
+# starts after multi-user.target, while udev may still be loading modules (floppy, late,
+# under emulation).
+record settle udevadm settle --timeout=300
 snapshot before
 kernel_state before
 for set in $CYCLES; do
