@@ -906,7 +906,7 @@ fn a_rebuild_compresses_only_the_changed_parts_and_equals_a_cold_build() {
         .iter()
         .find(|p| p.kind.name() == "containerd")
         .unwrap();
-    assert_eq!(containerd.blocks.len(), 2, "{:?}", containerd.blocks);
+    assert_eq!(containerd.blocks.len(), 4, "{:?}", containerd.blocks);
 
     // Edit the unit and the CNI conflist through a templates directory.
     let templates = f.dir.path().join("templates");

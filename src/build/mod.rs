@@ -36,9 +36,10 @@ pub const MAINTAINER_SCRIPTS: &[&str] = &["preinst", "postinst", "prerm", "postr
 /// Other control files rendered from templates (debconf's `templates`, dpkg's `triggers`).
 pub const CONTROL_EXTRAS: &[&str] = &["templates", "triggers"];
 
-/// Bumped whenever the layout or the analysis changes meaning, so old cache entries are
-/// not reused by a newer tool.
-const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-3");
+/// Bumped whenever the layout (the tree's, or the data tar's blocks) or the analysis
+/// changes meaning, so old cache entries are not reused by a newer tool: a data member's
+/// key names what it holds, not how its blocks are cut.
+const CACHE_SCHEMA: &str = concat!("containerd-stack/", env!("CARGO_PKG_VERSION"), "/cache-4");
 
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
