@@ -168,7 +168,7 @@ fn a_missing_pool_file_is_named() {
     p.assert_named(
         "stable",
         pool,
-        "missing: containerd-stack 2.3.4-1 (arm64) in ",
+        "missing: the entry of containerd-stack 2.3.4-1 (arm64) in ",
     );
 }
 

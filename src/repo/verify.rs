@@ -599,7 +599,7 @@ fn read_pool_file(loc: &Location, index: &str, e: &Entry) -> Result<PoolFile> {
         loc.fault(
             &e.filename,
             format!(
-                "missing: {} {} ({}) in {} is there",
+                "missing: the entry of {} {} ({}) in {} names it",
                 e.package,
                 e.version,
                 e.architecture,

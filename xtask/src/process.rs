@@ -55,6 +55,33 @@ pub fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
 
+/// How the postinst's kernel-prerequisites.sh begins the one warning line it prints when the
+/// machine does not let it load the modules and apply the settings now: where it cannot (a
+/// chroot, a container), and what failed where it tried.
+const KERNEL_WARNINGS: [&str; 2] = [
+    "warning: kernel modules and settings not applied now",
+    "warning: could not apply",
+];
+
+/// The lines of an installation's `log` in which the postinst warns that it did not apply
+/// the kernel prerequisites.
+pub fn kernel_warnings(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| KERNEL_WARNINGS.iter().any(|w| l.contains(w)))
+        .collect()
+}
+
+/// The installation's `log` holds exactly one kernel-prerequisites warning, and it names
+/// `place` (`in a chroot`, `in a container`); returns that line.
+pub fn one_kernel_warning<'a>(log: &'a str, place: &str) -> Result<&'a str> {
+    match kernel_warnings(log)[..] {
+        [line] if line.contains(&format!("({place})")) => Ok(line.trim()),
+        ref found => bail!(
+            "expected one warning that the kernel prerequisites were not applied ({place}), found {found:?}"
+        ),
+    }
+}
+
 /// `text` without terminal escape sequences (the kernel's and systemd's colours, a
 /// terminal's resets) and carriage returns.
 pub fn strip_escapes(text: &str) -> String {

@@ -15,7 +15,7 @@ use super::{
     mirrors_install, mirrors_upgrade, Guest, Images, KernelAnswers, Set, ADMIN_HOST, EDIT_LINE,
     HOSTS_EDITED, HOSTS_EDIT_LINE, IMAGE, LOG_LINE_SIZE,
 };
-use crate::process::check;
+use crate::process::{self, check};
 
 /// One set's records, with what the judge needs to read them.
 pub struct Judged<'a> {
@@ -69,6 +69,18 @@ fn kernel_expect(answer: bool, loaded_before: bool) -> kernel::Expect {
     }
 }
 
+/// On a real machine the postinst applies the kernel prerequisites, or leaves them off, without
+/// warning that it could not: apt-get `step`'s output holds no such line.
+fn no_kernel_warning(r: &Records, step: &str) -> Result<&'static str> {
+    let log = r.log(step)?;
+    let warned = process::kernel_warnings(&log);
+    ensure!(
+        warned.is_empty(),
+        "{step}: the postinst warned on a machine that lets it apply the kernel prerequisites: {warned:?}"
+    );
+    Ok("no warning from the postinst")
+}
+
 /// What the scenario does before each upgrade, so that what it applies shows.
 const RESET: &str = "the three settings set to 0 before it (those that exist)";
 
@@ -120,9 +132,13 @@ pub fn judge_set(j: &Judged, breakages: bool, major_to: Option<&Set>) -> Result<
         &format!("{label}: kernel prerequisites, debconf {}", k.install),
         || {
             let state = State::read(r, &format!("{p}.install"))?;
+            let found = kernel::judge(&state, kernel_expect(k.install, false), package)?;
             Ok((
                 (),
-                kernel::judge(&state, kernel_expect(k.install, false), package)?,
+                format!(
+                    "{found}; {}",
+                    no_kernel_warning(r, &format!("{p}.install"))?
+                ),
             ))
         },
     )?;
@@ -216,7 +232,8 @@ pub fn judge_set(j: &Judged, breakages: bool, major_to: Option<&Set>) -> Result<
             r.rc_ok(&format!("{p}.upgrade.reset"))?;
             let state = State::read(r, &format!("{p}.upgrade"))?;
             let found = kernel::judge(&state, kernel_expect(k.upgrade, k.install), package)?;
-            Ok(((), format!("{RESET}; {found}")))
+            let said = no_kernel_warning(r, &format!("{p}.upgrade"))?;
+            Ok(((), format!("{RESET}; {found}; {said}")))
         },
     )?;
     let after = r.cri(&format!("{p}.after"))?;
