@@ -196,22 +196,6 @@ impl RealRelease {
         }
     }
 
-    /// Builds the one package of this release's architecture through the library, with
-    /// `opts` (from [`RealRelease::build_options`]).
-    pub fn build_one(
-        &self,
-        stack: &containerd_stack::Stack,
-        opts: &containerd_stack::BuildOptions,
-    ) -> Result<containerd_stack::BuiltDeb> {
-        let mut built = containerd_stack::build(stack, opts, &Printer)?;
-        ensure!(
-            built.len() == 1,
-            "expected one package, the library built {}",
-            built.len()
-        );
-        Ok(built.remove(0))
-    }
-
     pub fn component(&self, kind: ComponentKind) -> &RealComponent {
         self.components
             .iter()
@@ -302,6 +286,21 @@ pub fn prepare(source: Source) -> Result<RealRelease> {
         stack,
         components,
     })
+}
+
+/// Builds, through the library, the one package `opts` asks for (one architecture, from
+/// [`RealRelease::build_options`]).
+pub fn build_one(
+    stack: &containerd_stack::Stack,
+    opts: &containerd_stack::BuildOptions,
+) -> Result<containerd_stack::BuiltDeb> {
+    let mut built = containerd_stack::build(stack, opts, &Printer)?;
+    ensure!(
+        built.len() == 1,
+        "expected one package, the library built {}",
+        built.len()
+    );
+    Ok(built.remove(0))
 }
 
 /// `target/realbin/<suite>/<arch>/`: the release's .debs and its mirror.

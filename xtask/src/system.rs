@@ -280,7 +280,7 @@ fn build_at(
         compression,
         level,
     );
-    let deb = release.build_one(stack, &opts)?;
+    let deb = realbin::build_one(stack, &opts)?;
 
     // An empty cache: every asset must have come over HTTP, under upstream's path.
     let requested: BTreeSet<String> = mirror.requests().into_iter().collect();

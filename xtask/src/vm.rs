@@ -683,7 +683,7 @@ fn build(
         Compression::Zstd,
         3,
     );
-    let deb = release.build_one(stack, &opts)?;
+    let deb = realbin::build_one(stack, &opts)?;
     let detail = format!("{}, {} bytes", deb.path.display(), deb.size);
     Ok((deb, detail))
 }
